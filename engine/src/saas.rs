@@ -1,0 +1,31 @@
+//! Trend Micro Workload Security as data: the host names it is reached through and the
+//! endpoint services that offer them in us-east-1.
+//!
+//! Nothing else in linkplan names these hosts or services, so another SaaS offered over
+//! PrivateLink could be described by a second table of the same shape.
+
+/// A SaaS reached through one private hosted zone with one alias record per host.
+#[derive(Debug, Clone, Copy)]
+pub struct Saas {
+    /// The domain of the private hosted zone, without a trailing dot.
+    pub zone_name: &'static str,
+    /// The region whose endpoint services `services` lists.
+    pub region: &'static str,
+    /// Each host label under `zone_name` and the endpoint service that serves it.
+    pub services: &'static [(&'static str, &'static str)],
+    /// TCP port the agents and consoles connect to.
+    pub port: u16,
+}
+
+/// Workload Security (Deep Security as a service), as published for us-east-1.
+pub const WORKLOAD_SECURITY: Saas = Saas {
+    zone_name: "deepsecurity.trendmicro.com",
+    region: "us-east-1",
+    services: &[
+        ("relay", "com.amazonaws.vpce.us-east-1.vpce-svc-0ca160f19663f348e"),
+        ("agents", "com.amazonaws.vpce.us-east-1.vpce-svc-0ecb2dc36c34b3aef"),
+        ("dsmim", "com.amazonaws.vpce.us-east-1.vpce-svc-01a733ad6b4b0afc1"),
+        ("app", "com.amazonaws.vpce.us-east-1.vpce-svc-04912367f0b0c73d9"),
+    ],
+    port: 443,
+};

@@ -1,0 +1,162 @@
+//! The validated form of a config: what the user wants, with every id checked offline.
+//!
+//! A [`Stack`] is embedded in each plan file, so `apply` can re-read the live state the plan was
+//! made from without the config file.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// One linkplan setup: a hub VPC with the endpoints and the zone, and the spokes peered to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stack {
+    /// Stack name, the value of the `linkplan:stack` tag on everything linkplan creates.
+    pub name: String,
+    pub hub: Hub,
+    /// Endpoint services, sorted by host.
+    pub services: Vec<Service>,
+    pub zone: Zone,
+    /// Spoke VPCs, in config order.
+    #[serde(default)]
+    pub spokes: Vec<Spoke>,
+}
+
+/// The VPC that holds the interface endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hub {
+    pub region: String,
+    pub vpc_id: String,
+    pub subnet_ids: Vec<String>,
+    /// Groups to attach to the endpoints. Empty means linkplan creates and manages one group.
+    #[serde(default)]
+    pub security_group_ids: Vec<String>,
+    /// CIDRs allowed to reach the endpoints. Empty means the hub VPC's own CIDR blocks.
+    #[serde(default)]
+    pub client_cidrs: Vec<IpNet>,
+    /// Hub route tables that get a route to each spoke.
+    #[serde(default)]
+    pub route_table_ids: Vec<String>,
+    #[serde(default)]
+    pub subnet_policy: SubnetPolicy,
+    #[serde(default)]
+    pub credentials: Credentials,
+}
+
+impl Hub {
+    /// Reports whether linkplan creates the endpoints' security group itself.
+    pub fn manages_security_group(&self) -> bool {
+        self.security_group_ids.is_empty()
+    }
+}
+
+/// What `plan` does with a hub subnet in a zone that an endpoint service does not offer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubnetPolicy {
+    /// Stop the plan with an error naming the subnet.
+    #[default]
+    Fail,
+    /// Leave the subnet out of that endpoint only, with a warning.
+    Filter,
+}
+
+/// One endpoint service and the host name it serves under the zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    /// First label of the host name, e.g. `agents`.
+    pub host: String,
+    pub service_name: String,
+    /// Whether to turn on the endpoint's private DNS. Always false for Workload Security,
+    /// whose services publish no private DNS name.
+    #[serde(default)]
+    pub private_dns: bool,
+}
+
+/// The private hosted zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Zone {
+    /// Domain, lowercase, without a trailing dot.
+    pub name: String,
+    /// Id of an existing zone, created outside linkplan, to take over.
+    #[serde(default)]
+    pub adopt: Option<String>,
+}
+
+impl Zone {
+    /// Returns the fully qualified name of `host` in this zone, lowercase, without a trailing dot.
+    pub fn record_name(&self, host: &str) -> String {
+        format!("{host}.{}", self.name)
+    }
+}
+
+/// A VPC in another region or account, peered to the hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spoke {
+    pub name: String,
+    pub region: String,
+    pub vpc_id: String,
+    /// Spoke route tables that get a route to the hub.
+    #[serde(default)]
+    pub route_table_ids: Vec<String>,
+    /// Owner of the VPC when it is not the hub's account.
+    #[serde(default)]
+    pub account_id: Option<String>,
+    #[serde(default)]
+    pub credentials: Credentials,
+}
+
+/// Where the credentials of one side come from. Both empty means the standard AWS chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Credentials {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+}
+
+impl Credentials {
+    pub fn is_default(&self) -> bool {
+        self.profile.is_none() && self.role_arn.is_none()
+    }
+}
+
+/// A region reached with one set of credentials: the unit the provider keeps a client for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Context {
+    pub region: String,
+    #[serde(default, skip_serializing_if = "Credentials::is_default")]
+    pub credentials: Credentials,
+}
+
+impl Stack {
+    pub fn hub_context(&self) -> Context {
+        Context { region: self.hub.region.clone(), credentials: self.hub.credentials.clone() }
+    }
+
+    /// Returns the context of spoke `spoke`: its region, with the hub's credentials unless the
+    /// spoke names its own.
+    pub fn spoke_context(&self, spoke: &Spoke) -> Context {
+        let credentials = if spoke.credentials.is_default() {
+            self.hub.credentials.clone()
+        } else {
+            spoke.credentials.clone()
+        };
+        Context { region: spoke.region.clone(), credentials }
+    }
+
+    /// Returns the hub context (for Route 53 and the hub region) followed by every spoke's,
+    /// without repeats.
+    pub fn contexts(&self) -> Vec<Context> {
+        let mut contexts = vec![self.hub_context()];
+        for spoke in &self.spokes {
+            let context = self.spoke_context(spoke);
+            if !contexts.contains(&context) {
+                contexts.push(context);
+            }
+        }
+        contexts
+    }
+
+    pub fn spoke(&self, name: &str) -> Option<&Spoke> {
+        self.spokes.iter().find(|s| s.name == name)
+    }
+}
