@@ -322,6 +322,8 @@ pub struct PeeringConnection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeeringAcceptance {
     pub peering_id: Value,
+    /// The hub's region, where the connection must also read `active` before routes are added.
+    pub requester_region: String,
 }
 
 /// A route to a CIDR over a peering connection.
