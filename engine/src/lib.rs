@@ -21,11 +21,17 @@
 
 
 
+pub mod apply;
+pub mod checks;
 pub mod config;
 pub mod diagnostics;
+pub mod graph;
+pub mod journal;
 
 
 pub mod observed;
+pub mod plan_file;
+pub mod planner;
 
 
 pub mod provider;

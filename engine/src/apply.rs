@@ -1,0 +1,369 @@
+//! The apply executor: runs a plan's steps in dependency order and undoes them on failure.
+//!
+//! # Guarantees
+//! - A step starts only when every step it depends on has completed, and at most
+//!   `parallelism` steps run at once.
+//! - Before a step's call, its intent (the resolved request and idempotency token) is in the
+//!   journal. After the call, its outcome is. The token is derived from the plan id and the
+//!   step address, so a retried call can never make a twin.
+//! - When a step fails or the run is cancelled, no new step starts, steps in flight finish,
+//!   and every completed step is undone in the reverse order of completion, which is a reverse
+//!   dependency order. A create step that failed after AWS made its object (an endpoint that
+//!   never became available, say) has that object found by its tags and removed too.
+//! - An undo that fails is reported with its reason and the run goes on undoing the rest. The
+//!   report lists what was undone and what could not be.
+//!
+//! # Caveats
+//! Deletions cannot be undone: a destroy that fails half way leaves the deleted objects gone.
+//! A restored alias record or attribute is briefly wrong between the change and the undo.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::graph::StepGraph;
+use crate::journal::{BackendError, Entry, Journal, Outcome};
+use crate::observed::hex;
+use crate::plan_file::Plan;
+use crate::provider::{Outputs, Provider, ProviderError, StepProgress, StepRequest};
+use crate::resource::Address;
+use crate::step::{Action, Step};
+
+/// Settings of one apply.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Steps running at once, at most.
+    pub parallelism: usize,
+    /// How long one step may wait for its object (endpoint `available`, ...).
+    pub wait_timeout: Duration,
+    /// Undo completed steps when a step fails. Off keeps them, for debugging.
+    pub rollback: bool,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions { parallelism: 8, wait_timeout: Duration::from_secs(600), rollback: true }
+    }
+}
+
+/// Receives progress of an apply, for display.
+pub trait ApplyObserver: Send + Sync {
+    fn step_started(&self, step: &Step);
+    fn step_waiting(&self, address: &Address, status: &str);
+    fn step_finished(&self, step: &Step, result: Result<&Outputs, &ProviderError>);
+    fn undo_started(&self, address: &Address);
+    fn undo_finished(&self, address: &Address, result: Result<(), &ProviderError>);
+}
+
+/// An observer that ignores every report.
+pub struct Quiet;
+
+impl ApplyObserver for Quiet {
+    fn step_started(&self, _: &Step) {}
+    fn step_waiting(&self, _: &Address, _: &str) {}
+    fn step_finished(&self, _: &Step, _: Result<&Outputs, &ProviderError>) {}
+    fn undo_started(&self, _: &Address) {}
+    fn undo_finished(&self, _: &Address, _: Result<(), &ProviderError>) {}
+}
+
+/// What an apply did.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    /// Steps completed, in order of completion; empty again after a full rollback.
+    pub completed: Vec<Address>,
+    /// The steps that failed, with their errors. Usually one; more when parallel steps fail.
+    pub failed: Vec<(Address, ProviderError)>,
+    /// Steps never started because the run stopped first.
+    pub not_started: Vec<Address>,
+    /// Steps undone, in the order they were undone.
+    pub rolled_back: Vec<Address>,
+    /// Steps whose undo failed or that cannot be undone, with the reason.
+    pub not_rolled_back: Vec<(Address, String)>,
+    /// Whether the run stopped because it was cancelled.
+    pub cancelled: bool,
+}
+
+impl ApplyReport {
+    pub fn outcome(&self) -> Outcome {
+        if self.failed.is_empty() && !self.cancelled {
+            Outcome::Applied
+        } else if self.not_rolled_back.is_empty() && self.completed.is_empty() {
+            Outcome::RolledBack
+        } else {
+            Outcome::Failed
+        }
+    }
+}
+
+/// Why an apply could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Graph(#[from] crate::graph::GraphError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Returns the idempotency token of step `address` of plan `plan_id`: `lp-` and 40 hex
+/// digits, within the 64 ASCII characters EC2's `ClientToken` allows.
+pub fn idempotency_token(plan_id: &str, address: &Address) -> String {
+    let digest = Sha256::digest(format!("{plan_id}\n{address}").as_bytes());
+    format!("lp-{}", &hex(&digest)[..40])
+}
+
+/// Runs the steps of one plan against a provider.
+pub struct Executor {
+    provider: Arc<dyn Provider>,
+    observer: Arc<dyn ApplyObserver>,
+    options: ApplyOptions,
+    cancel: watch::Receiver<bool>,
+}
+
+struct Finished {
+    address: Address,
+    step: Step,
+    result: Result<Outputs, ProviderError>,
+}
+
+struct ProgressRelay {
+    observer: Arc<dyn ApplyObserver>,
+    address: Address,
+}
+
+impl StepProgress for ProgressRelay {
+    fn waiting(&self, status: &str) {
+        self.observer.step_waiting(&self.address, status);
+    }
+}
+
+impl Executor {
+    /// Creates an executor. Sending `true` on the channel behind `cancel` stops scheduling and
+    /// starts the rollback.
+    pub fn new(
+        provider: Arc<dyn Provider>,
+        observer: Arc<dyn ApplyObserver>,
+        options: ApplyOptions,
+        cancel: watch::Receiver<bool>,
+    ) -> Self {
+        Executor { provider, observer, options, cancel }
+    }
+
+    /// Applies `plan`, journaling into `journal`. Steps the journal already shows as completed
+    /// (from an earlier, interrupted run) are not run again.
+    ///
+    /// # Errors
+    /// The plan's steps cannot be ordered, or the journal cannot be written; in the second
+    /// case the run stops before its next call.
+    pub async fn apply(&self, plan: &Plan, journal: &mut dyn Journal) -> Result<ApplyReport, ApplyError> {
+        let plan_id = plan.id();
+        let graph = StepGraph::new(&plan.steps)?;
+        let order = graph.order()?;
+        let steps: BTreeMap<&Address, &Step> = plan.steps.iter().map(|s| (&s.address, s)).collect();
+
+        let mut report = ApplyReport::default();
+        let mut outputs: BTreeMap<Address, Outputs> = BTreeMap::new();
+        let mut resolved: BTreeMap<Address, Step> = BTreeMap::new();
+        for entry in journal.entries().await? {
+            match entry {
+                Entry::Intent { address, step, .. } => {
+                    resolved.insert(address, *step);
+                }
+                Entry::Completed { address, outputs: done } => {
+                    report.completed.push(address.clone());
+                    outputs.insert(address, done);
+                }
+                Entry::Undone { address } => {
+                    report.completed.retain(|a| *a != address);
+                    outputs.remove(&address);
+                }
+                _ => {}
+            }
+        }
+
+        let mut pending: BTreeSet<Address> = order.iter().filter(|a| !outputs.contains_key(*a)).cloned().collect();
+        let mut running: JoinSet<Finished> = JoinSet::new();
+        let mut cancel = self.cancel.clone();
+        let mut stopping = false;
+
+        loop {
+            if !stopping && *cancel.borrow() {
+                report.cancelled = true;
+                stopping = true;
+            }
+            if !stopping {
+                let ready: Vec<Address> = order
+                    .iter()
+                    .filter(|a| pending.contains(*a))
+                    .filter(|a| steps[a].depends_on.iter().all(|d| outputs.contains_key(d)))
+                    .take(self.options.parallelism.saturating_sub(running.len()))
+                    .cloned()
+                    .collect();
+                for address in ready {
+                    pending.remove(&address);
+                    let step = match resolve(steps[&address], &outputs) {
+                        Ok(step) => step,
+                        Err(missing) => {
+                            let error = ProviderError::new(
+                                crate::provider::ErrorKind::Other,
+                                "linkplan",
+                                "resolve",
+                                &steps[&address].context.region,
+                                format!("step {address} needs {missing}, which that step did not return"),
+                            );
+                            journal.append(&Entry::Failed { address: address.clone(), error: error.to_string() }).await?;
+                            report.failed.push((address, error));
+                            stopping = true;
+                            break;
+                        }
+                    };
+                    let token = idempotency_token(&plan_id, &address);
+                    journal
+                        .append(&Entry::Intent { address: address.clone(), token: token.clone(), step: Box::new(step.clone()) })
+                        .await?;
+                    resolved.insert(address.clone(), step.clone());
+                    self.observer.step_started(&step);
+                    let provider = Arc::clone(&self.provider);
+                    let observer = Arc::clone(&self.observer);
+                    let stack = plan.stack_name.clone();
+                    let wait_timeout = self.options.wait_timeout;
+                    running.spawn(async move {
+                        let progress = ProgressRelay { observer, address: address.clone() };
+                        let request = StepRequest { step: &step, stack: &stack, token: &token, wait_timeout, progress: &progress };
+                        let result = provider.apply(&request).await;
+                        Finished { address, step, result }
+                    });
+                }
+            }
+            if running.is_empty() {
+                break;
+            }
+
+            let finished = tokio::select! {
+                joined = running.join_next() => joined.expect("the set is not empty"),
+                _ = cancel.changed(), if !stopping => continue,
+            };
+            let finished = match finished {
+                Ok(finished) => finished,
+                Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
+            };
+            self.observer.step_finished(&finished.step, finished.result.as_ref());
+            match finished.result {
+                Ok(done) => {
+                    journal.append(&Entry::Completed { address: finished.address.clone(), outputs: done.clone() }).await?;
+                    report.completed.push(finished.address.clone());
+                    outputs.insert(finished.address, done);
+                }
+                Err(error) => {
+                    journal.append(&Entry::Failed { address: finished.address.clone(), error: error.to_string() }).await?;
+                    report.failed.push((finished.address, error));
+                    stopping = true;
+                }
+            }
+        }
+
+        report.not_started = order.iter().filter(|a| pending.contains(*a)).cloned().collect();
+        if report.failed.is_empty() && !report.cancelled {
+            journal.append(&Entry::Finished { outcome: Outcome::Applied }).await?;
+            return Ok(report);
+        }
+        if self.options.rollback {
+            self.roll_back(plan, &mut report, &resolved, &outputs, journal).await?;
+        }
+        journal.append(&Entry::Finished { outcome: report.outcome() }).await?;
+        Ok(report)
+    }
+
+    /// Undoes the completed steps of `report` in reverse order of completion, and removes what
+    /// failed create steps may have left behind.
+    async fn roll_back(
+        &self,
+        plan: &Plan,
+        report: &mut ApplyReport,
+        resolved: &BTreeMap<Address, Step>,
+        outputs: &BTreeMap<Address, Outputs>,
+        journal: &mut dyn Journal,
+    ) -> Result<(), BackendError> {
+        let plan_id = plan.id();
+        let mut undo: Vec<(Address, Option<Outputs>)> =
+            report.completed.iter().rev().map(|a| (a.clone(), outputs.get(a).cloned())).collect();
+        // A failed create may still have made its object; it is looked up and removed first,
+        // since anything that depends on it never ran.
+        let failed_creates: Vec<Address> = report
+            .failed
+            .iter()
+            .filter(|(a, _)| resolved.get(a).is_some_and(|s| matches!(s.action, Action::Create | Action::Replace)))
+            .map(|(a, _)| a.clone())
+            .collect();
+        for address in failed_creates.into_iter().rev() {
+            undo.insert(0, (address, None));
+        }
+
+        for (address, known_outputs) in undo {
+            let Some(step) = resolved.get(&address) else { continue };
+            let token = idempotency_token(&plan_id, &address);
+            let progress = ProgressRelay { observer: Arc::clone(&self.observer), address: address.clone() };
+            let request = StepRequest {
+                step,
+                stack: &plan.stack_name,
+                token: &token,
+                wait_timeout: self.options.wait_timeout,
+                progress: &progress,
+            };
+            let step_outputs = match known_outputs {
+                Some(found) => found,
+                None => match self.provider.find_created(&request).await {
+                    Ok(Some(found)) => found,
+                    Ok(None) => continue,
+                    Err(error) => {
+                        report.not_rolled_back.push((address, format!("could not look for what it created: {error}")));
+                        continue;
+                    }
+                },
+            };
+            if step.action == Action::Delete && !undoable_delete(step) {
+                report.not_rolled_back.push((address, "a deleted object cannot be restored".to_string()));
+                continue;
+            }
+            journal.append(&Entry::UndoIntent { address: address.clone() }).await?;
+            self.observer.undo_started(&address);
+            let result = self.provider.undo(&request, &step_outputs).await;
+            self.observer.undo_finished(&address, result.as_ref().map(|_| ()));
+            match result {
+                Ok(()) => {
+                    journal.append(&Entry::Undone { address: address.clone() }).await?;
+                    report.completed.retain(|a| *a != address);
+                    report.rolled_back.push(address);
+                }
+                Err(error) => {
+                    journal.append(&Entry::UndoFailed { address: address.clone(), error: error.to_string() }).await?;
+                    report.not_rolled_back.push((address, error.to_string()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reports whether the delete `step` can be reversed: only revoking an association
+/// authorization, which can be granted again.
+fn undoable_delete(step: &Step) -> bool {
+    matches!(step.before, Some(crate::resource::Resource::AssociationAuthorization(_)))
+}
+
+/// Returns `step` with every reference replaced by the output it names.
+///
+/// # Errors
+/// The first output no completed step returned, as `address.output`. The graph runs a
+/// referenced step first, so this means a provider left an output out.
+fn resolve(step: &Step, outputs: &BTreeMap<Address, Outputs>) -> Result<Step, String> {
+    let mut step = step.clone();
+    let lookup = |from: &Address, output: &str| outputs.get(from).and_then(|o| o.get(output)).cloned();
+    for resource in [step.before.as_mut(), step.after.as_mut()].into_iter().flatten() {
+        resource.resolve(&lookup)?;
+    }
+    Ok(step)
+}

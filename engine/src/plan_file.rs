@@ -1,0 +1,221 @@
+//! The plan file: a reviewed plan as deterministic TOML, with a digest over its body.
+//!
+//! The same config and live state give a byte-identical file: steps in execution order, maps
+//! sorted, no timestamps. The last table, `[integrity]`, holds the SHA-256 of every byte above
+//! it, so a file edited by hand is refused. `format_version` is checked before anything else is
+//! read, so a file from another version is refused by name rather than misread.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::observed::hex;
+use crate::planner::Mode;
+use crate::resource::Address;
+use crate::stack::{Context, Stack};
+use crate::step::{Action, Step};
+
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+const INTEGRITY_HEADER: &str = "\n[integrity]\n";
+
+/// A plan as written to and read from a plan file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    /// Version of linkplan that wrote the plan.
+    pub linkplan_version: String,
+    pub stack_name: String,
+    pub mode: Mode,
+    /// SHA-256 of the config file the plan came from.
+    pub config_digest: String,
+    /// API endpoint override the plan was made against; absent for the AWS default endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    /// The account behind each context's credentials when planned.
+    pub accounts: Vec<PlanAccount>,
+    pub summary: Summary,
+    /// Wanted objects that already matched, sorted.
+    pub unchanged: Vec<Address>,
+    /// Warnings printed when planning.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// The validated config, so apply can re-read the live state without the config file.
+    pub stack: Stack,
+    /// Steps in execution order.
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Step>,
+    /// Fingerprints of every object and query read, absent ones included, by key.
+    pub observed: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanAccount {
+    #[serde(flatten)]
+    pub context: Context,
+    pub account_id: String,
+}
+
+/// Step counts by action. A replacement counts as one add and one destroy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+    pub adopt: usize,
+    pub unchanged: usize,
+}
+
+impl Summary {
+    pub fn of(steps: &[Step], unchanged: usize) -> Self {
+        let mut summary = Summary { unchanged, ..Summary::default() };
+        for step in steps {
+            match step.action {
+                Action::Create => summary.add += 1,
+                Action::Update => summary.change += 1,
+                Action::Replace => {
+                    summary.add += 1;
+                    summary.destroy += 1;
+                }
+                Action::Delete => summary.destroy += 1,
+                Action::Adopt => summary.adopt += 1,
+            }
+        }
+        summary
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.add + self.change + self.destroy + self.adopt > 0
+    }
+}
+
+impl Plan {
+    /// Returns the plan's id: the first 16 hex digits of the digest of its body. Idempotency
+    /// tokens and journals are named after it.
+    pub fn id(&self) -> String {
+        let (_, digest) = render(self);
+        digest.trim_start_matches("sha256:")[..16].to_string()
+    }
+
+    /// Returns the step at `address`.
+    pub fn step(&self, address: &Address) -> Option<&Step> {
+        self.steps.iter().find(|s| &s.address == address)
+    }
+}
+
+/// Why a plan file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFileError {
+    #[error("failed to read plan file `{path}`: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("failed to write plan file `{path}`: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("`{path}` is not a linkplan plan file: {reason}")]
+    NotAPlan { path: String, reason: String },
+    #[error(
+        "plan file `{path}` has format version {found}, but this linkplan reads version {supported}"
+    )]
+    UnknownVersion { path: String, found: i64, supported: u32 },
+    #[error("plan file `{path}` was changed after it was written: its digest does not match")]
+    Edited { path: String },
+}
+
+impl PlanFileError {
+    /// Returns what the user should do about the error.
+    pub fn help(&self) -> &'static str {
+        match self {
+            PlanFileError::Read { .. } => "check the path; plans are written by `linkplan plan`",
+            PlanFileError::Write { .. } => "check that the folder exists and is writable, or pass --out",
+            PlanFileError::NotAPlan { .. } => "pass a file written by `linkplan plan`",
+            PlanFileError::UnknownVersion { .. } => {
+                "run the linkplan version that wrote the plan, or plan again with this one"
+            }
+            PlanFileError::Edited { .. } => {
+                "plan files must not be edited: run `linkplan plan` again and review the new file"
+            }
+        }
+    }
+}
+
+/// Returns the file text of `plan` and the digest it ends with.
+pub fn render(plan: &Plan) -> (String, String) {
+    let body = toml::to_string(plan).expect("a plan serializes to TOML");
+    let header = format!(
+        "# linkplan plan for stack `{}`. Review it, commit it, then apply it with\n\
+         #   linkplan apply <this file>\n\
+         # Do not edit: the digest at the end covers every line above it.\n\n",
+        plan.stack_name
+    );
+    let text = format!("{header}{body}");
+    let digest = format!("sha256:{}", hex(&Sha256::digest(text.as_bytes())));
+    (text, digest)
+}
+
+/// Writes `plan` to `path`, creating the parent folder, through a temporary file so that a
+/// failed write never leaves half a plan.
+///
+/// # Errors
+/// The folder or the file cannot be written.
+pub fn write(path: &Path, plan: &Plan) -> Result<(), PlanFileError> {
+    let (text, digest) = render(plan);
+    let contents = format!("{text}{INTEGRITY_HEADER}digest = \"{digest}\"\n");
+    let error = |source| PlanFileError::Write { path: path.display().to_string(), source };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(error)?;
+    }
+    let temporary = path.with_extension("plan.tmp");
+    std::fs::write(&temporary, contents).map_err(error)?;
+    std::fs::rename(&temporary, path).map_err(error)
+}
+
+/// Reads the plan at `path`, checking its format version, then its digest.
+///
+/// # Errors
+/// An unreadable file, a file that is not a plan, an unknown format version or an edited file.
+pub fn read(path: &Path) -> Result<Plan, PlanFileError> {
+    let display = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| PlanFileError::Read { path: display.clone(), source })?;
+    parse(&display, &text)
+}
+
+/// Parses plan file `text`, reporting errors against `path`.
+///
+/// # Errors
+/// As [`read`].
+pub fn parse(path: &str, text: &str) -> Result<Plan, PlanFileError> {
+    let not_a_plan = |reason: String| PlanFileError::NotAPlan { path: path.to_string(), reason };
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| not_a_plan(e.message().to_string()))?;
+    let version = table
+        .get("format_version")
+        .and_then(toml::Value::as_integer)
+        .ok_or_else(|| not_a_plan("it has no `format_version`".to_string()))?;
+    if version != i64::from(FORMAT_VERSION) {
+        return Err(PlanFileError::UnknownVersion {
+            path: path.to_string(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+
+    let Some(split) = text.rfind(INTEGRITY_HEADER) else {
+        return Err(not_a_plan("it has no [integrity] table".to_string()));
+    };
+    let recorded = table
+        .get("integrity")
+        .and_then(|t| t.get("digest"))
+        .and_then(toml::Value::as_str)
+        .ok_or_else(|| not_a_plan("[integrity] has no `digest`".to_string()))?;
+    let body = &text[..split];
+    let actual = format!("sha256:{}", hex(&Sha256::digest(body.as_bytes())));
+    if actual != recorded {
+        return Err(PlanFileError::Edited { path: path.to_string() });
+    }
+
+    let mut table = table;
+    table.remove("integrity");
+    table.try_into().map_err(|e: toml::de::Error| not_a_plan(e.message().to_string()))
+}

@@ -1,0 +1,1186 @@
+//! Diffing the wanted objects of a stack against the observed ones, into steps.
+//!
+//! Each wanted object has a stable address. The planner finds its live counterpart by the
+//! `linkplan:stack` and `linkplan:address` tags, or by content for objects that carry no tags
+//! (rules, routes, records, associations), and emits a step only where they differ. Values of
+//! objects created in the same apply are [`Value::Output`] references, resolved by the executor.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::IpNet;
+
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::observed::{
+    EndpointState, HostedZoneState, Observed, PeeringState, RecordState, ServiceLookup,
+    regional_dns_entry,
+};
+use crate::resource::{
+    self, Address, AliasRecord, AliasRecords, AssociationAuthorization, Endpoint, HostedZone,
+    IngressRule, PeeringAcceptance, PeeringConnection, Resource, Route, SecurityGroup, TAG_ADDRESS,
+    TAG_STACK, Value, VpcAttribute, VpcDnsAttribute, ZoneAssociation, outputs, tags_for,
+};
+use crate::saas::WORKLOAD_SECURITY;
+use crate::stack::{Context, Spoke, Stack, SubnetPolicy};
+use crate::step::{Action, Step};
+
+/// Whether a plan converges the stack on its config or removes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Apply,
+    Destroy,
+}
+
+/// The steps of a plan, unordered, and what needed no change.
+#[derive(Debug, Clone, Default)]
+pub struct Planned {
+    pub steps: Vec<Step>,
+    /// Addresses of wanted objects that already match.
+    pub unchanged: Vec<Address>,
+    /// Warnings found while planning, such as subnets left out of an endpoint.
+    pub warnings: Diagnostics,
+}
+
+/// Returns the steps that take the live state `observed` to what `stack` describes.
+///
+/// # Errors
+/// Every conflict that no step can resolve, such as a record of another type at a managed
+/// name, a route to another target, or two endpoints carrying the same address tag.
+pub fn plan(stack: &Stack, observed: &Observed, mode: Mode) -> Result<Planned, Diagnostics> {
+    let mut planner = Planner { stack, observed, planned: Planned::default(), errors: Diagnostics::default() };
+    match mode {
+        Mode::Apply => planner.converge(),
+        Mode::Destroy => planner.destroy(),
+    }
+    if planner.errors.has_errors() {
+        return Err(planner.errors);
+    }
+    let mut planned = planner.planned;
+    let addresses: BTreeSet<Address> = planned.steps.iter().map(|s| s.address.clone()).collect();
+    for step in &mut planned.steps {
+        step.depends_on.retain(|a| addresses.contains(a) && *a != step.address);
+        step.depends_on.sort();
+        step.depends_on.dedup();
+    }
+    Ok(planned)
+}
+
+/// The name of the security group linkplan creates for a stack's endpoints.
+pub fn security_group_name(stack: &str) -> String {
+    format!("linkplan-{stack}-endpoints")
+}
+
+pub mod addresses {
+    //! Addresses of the objects of a stack.
+    use crate::resource::{Address, VpcDnsAttribute};
+
+    pub fn vpc_attribute(owner: &str, attribute: VpcDnsAttribute) -> Address {
+        let name = match attribute {
+            VpcDnsAttribute::DnsSupport => "dns_support",
+            VpcDnsAttribute::DnsHostnames => "dns_hostnames",
+        };
+        Address::new(&["vpc", owner, name])
+    }
+
+    pub fn security_group() -> Address {
+        Address::from("security_group.endpoints")
+    }
+
+    pub fn ingress(cidr: &str) -> Address {
+        Address::new(&["ingress", cidr])
+    }
+
+    pub fn endpoint(host: &str) -> Address {
+        Address::new(&["endpoint", host])
+    }
+
+    pub fn zone() -> Address {
+        Address::from("zone")
+    }
+
+    pub fn records() -> Address {
+        Address::from("records")
+    }
+
+    pub fn peering(spoke: &str) -> Address {
+        Address::new(&["peering", spoke])
+    }
+
+    pub fn peering_acceptance(spoke: &str) -> Address {
+        Address::new(&["peering_acceptance", spoke])
+    }
+
+    pub fn route(spoke: &str, route_table: &str, cidr: &str) -> Address {
+        Address::new(&["route", spoke, route_table, cidr])
+    }
+
+    pub fn zone_association(spoke: &str) -> Address {
+        Address::new(&["zone_association", spoke])
+    }
+
+    pub fn zone_authorization(spoke: &str) -> Address {
+        Address::new(&["zone_authorization", spoke])
+    }
+
+    pub fn zone_authorization_revoke(spoke: &str) -> Address {
+        Address::new(&["zone_authorization", spoke, "revoke"])
+    }
+}
+
+struct Planner<'a> {
+    stack: &'a Stack,
+    observed: &'a Observed,
+    planned: Planned,
+    errors: Diagnostics,
+}
+
+/// An object's id when it exists and is kept, or a reference to the step that creates it.
+struct Handle {
+    value: Value,
+    /// The creating or replacing step, to depend on.
+    step: Option<Address>,
+}
+
+impl Handle {
+    fn known(id: &str) -> Self {
+        Handle { value: Value::known(id), step: None }
+    }
+
+    fn pending(address: &Address, output: &str) -> Self {
+        Handle { value: Value::output(address, output), step: Some(address.clone()) }
+    }
+}
+
+impl<'a> Planner<'a> {
+    fn hub_context(&self) -> Context {
+        self.stack.hub_context()
+    }
+
+    fn push(&mut self, step: Step) {
+        self.planned.steps.push(step);
+    }
+
+    fn unchanged(&mut self, address: Address) {
+        self.planned.unchanged.push(address);
+    }
+
+    fn error(&mut self, diagnostic: Diagnostic) {
+        self.errors.push(diagnostic);
+    }
+
+    fn owned_by_stack(&self, tags: &resource::Tags) -> bool {
+        tags.get(TAG_STACK).is_some_and(|s| *s == self.stack.name)
+    }
+
+    fn has_address(&self, tags: &resource::Tags, address: &Address) -> bool {
+        self.owned_by_stack(tags) && tags.get(TAG_ADDRESS).is_some_and(|a| a == address.as_str())
+    }
+
+    fn converge(&mut self) {
+        let hub_vpc = self.stack.hub.vpc_id.clone();
+        let hub_context = self.hub_context();
+        let hub_dns = self.vpc_dns("hub", &hub_vpc, &hub_context);
+        let group = self.security_group();
+        self.ingress_rules(group.as_ref());
+        let endpoints = self.endpoints(group.as_ref());
+        let zone = self.zone(&hub_dns);
+        if let Some(zone) = &zone {
+            self.records(zone, &endpoints);
+        }
+        let stack = self.stack;
+        for spoke in &stack.spokes {
+            self.spoke(spoke, zone.as_ref());
+        }
+        self.orphan_peerings();
+    }
+
+    /// Plans DNS support, then DNS hostnames, on one VPC, and returns the steps to wait for.
+    fn vpc_dns(&mut self, owner: &str, vpc_id: &str, context: &Context) -> Vec<Address> {
+        let Some(vpc) = self.observed.vpc(vpc_id) else {
+            self.error(
+                Diagnostic::error(format!("VPC `{vpc_id}` of {} not found in {}", describe_owner(owner), context.region))
+                    .with_help("check the VPC id and region in the config, and that the credentials are for its account"),
+            );
+            return Vec::new();
+        };
+        let mut waits = Vec::new();
+        let attributes = [
+            (VpcDnsAttribute::DnsSupport, vpc.dns_support),
+            (VpcDnsAttribute::DnsHostnames, vpc.dns_hostnames),
+        ];
+        for (attribute, enabled) in attributes {
+            let address = addresses::vpc_attribute(owner, attribute);
+            if enabled {
+                self.unchanged(address);
+                continue;
+            }
+            let resource = |enabled| {
+                Resource::VpcAttribute(VpcAttribute { vpc_id: vpc_id.to_string(), attribute, enabled })
+            };
+            self.push(Step {
+                address: address.clone(),
+                action: Action::Update,
+                context: context.clone(),
+                id: Some(vpc_id.to_string()),
+                reason: None,
+                // AWS needs DNS support on before it accepts DNS hostnames.
+                depends_on: waits.clone(),
+                before: Some(resource(false)),
+                after: Some(resource(true)),
+            });
+            waits.push(address);
+        }
+        waits
+    }
+
+    fn security_group(&mut self) -> Option<Handle> {
+        if !self.stack.hub.manages_security_group() {
+            return None;
+        }
+        let address = addresses::security_group();
+        let found: Vec<_> = self
+            .observed
+            .security_groups
+            .iter()
+            .filter(|g| self.has_address(&g.tags, &address))
+            .collect();
+        if let Some(group) = found.first() {
+            self.unchanged(address);
+            return Some(Handle::known(&group.group_id));
+        }
+        let name = security_group_name(&self.stack.name);
+        self.push(Step {
+            address: address.clone(),
+            action: Action::Create,
+            context: self.hub_context(),
+            id: None,
+            reason: None,
+            depends_on: Vec::new(),
+            before: None,
+            after: Some(Resource::SecurityGroup(SecurityGroup {
+                vpc_id: self.stack.hub.vpc_id.clone(),
+                group_name: name.clone(),
+                description: format!(
+                    "Workload Security endpoints of linkplan stack {}: TCP {} from clients",
+                    self.stack.name, WORKLOAD_SECURITY.port
+                ),
+                tags: tags_for(&self.stack.name, &address, &name),
+            })),
+        });
+        Some(Handle::pending(&address, outputs::ID))
+    }
+
+    /// Returns the CIDRs allowed to reach the endpoints, each with the side it is for.
+    fn client_cidrs(&self) -> Vec<(IpNet, String)> {
+        let mut cidrs: Vec<(IpNet, String)> = Vec::new();
+        if self.stack.hub.client_cidrs.is_empty() {
+            if let Some(vpc) = self.observed.vpc(&self.stack.hub.vpc_id) {
+                cidrs.extend(vpc.cidrs.iter().map(|c| (*c, "hub".to_string())));
+            }
+        } else {
+            cidrs.extend(self.stack.hub.client_cidrs.iter().map(|c| (*c, "hub".to_string())));
+        }
+        for spoke in &self.stack.spokes {
+            if let Some(vpc) = self.observed.vpc(&spoke.vpc_id) {
+                for cidr in &vpc.cidrs {
+                    if !cidrs.iter().any(|(c, _)| c == cidr) {
+                        cidrs.push((*cidr, format!("spoke {}", spoke.name)));
+                    }
+                }
+            }
+        }
+        cidrs
+    }
+
+    fn ingress_rules(&mut self, group: Option<&Handle>) {
+        let Some(group) = group else { return };
+        let port = WORKLOAD_SECURITY.port;
+        let observed = match &group.value {
+            Value::Known(id) => self.observed.security_groups.iter().find(|g| &g.group_id == id),
+            Value::Output { .. } => None,
+        };
+        let wanted = self.client_cidrs();
+        for (cidr, side) in &wanted {
+            let address = addresses::ingress(&cidr.to_string());
+            let exists = observed.is_some_and(|g| {
+                g.ingress.iter().any(|p| {
+                    p.protocol == "tcp"
+                        && p.from_port == Some(port.into())
+                        && p.to_port == Some(port.into())
+                        && p.source == cidr.to_string()
+                })
+            });
+            if exists {
+                self.unchanged(address);
+                continue;
+            }
+            self.push(Step {
+                address,
+                action: Action::Create,
+                context: self.hub_context(),
+                id: None,
+                reason: None,
+                depends_on: group.step.iter().cloned().collect(),
+                before: None,
+                after: Some(Resource::IngressRule(IngressRule {
+                    group_id: group.value.clone(),
+                    protocol: "tcp".to_string(),
+                    port,
+                    cidr: cidr.to_string(),
+                    description: format!("Workload Security clients: {side}"),
+                })),
+            });
+        }
+
+        // Rules on the managed group that the config no longer asks for are removed, so the
+        // group never allows more than the listed clients.
+        let Some(observed) = observed else { return };
+        for permission in &observed.ingress {
+            let listed = wanted.iter().any(|(c, _)| c.to_string() == permission.source);
+            let is_ours = permission.protocol == "tcp"
+                && permission.from_port == Some(port.into())
+                && permission.to_port == Some(port.into());
+            if listed && is_ours {
+                continue;
+            }
+            let rule = IngressRule {
+                group_id: Value::known(&observed.group_id),
+                protocol: permission.protocol.clone(),
+                port: permission.from_port.and_then(|p| u16::try_from(p).ok()).unwrap_or(0),
+                cidr: permission.source.clone(),
+                description: String::new(),
+            };
+            self.push(Step {
+                address: addresses::ingress(&permission.source),
+                action: Action::Delete,
+                context: self.hub_context(),
+                id: Some(observed.group_id.clone()),
+                reason: Some("not among the client CIDRs of the config".to_string()),
+                depends_on: Vec::new(),
+                before: Some(Resource::IngressRule(rule)),
+                after: None,
+            });
+        }
+    }
+
+    /// Returns the subnets endpoint `host` can use, applying the subnet policy to subnets in
+    /// zones its service does not offer.
+    fn endpoint_subnets(&mut self, host: &str, service_name: &str) -> Vec<String> {
+        let Some(ServiceLookup::Found(service)) = self.observed.services.get(service_name) else {
+            return self.stack.hub.subnet_ids.clone();
+        };
+        let mut subnets = Vec::new();
+        for subnet_id in &self.stack.hub.subnet_ids {
+            let Some(subnet) = self.observed.subnet(subnet_id) else {
+                subnets.push(subnet_id.clone());
+                continue;
+            };
+            if service.availability_zone_ids.contains(&subnet.availability_zone_id) {
+                subnets.push(subnet_id.clone());
+                continue;
+            }
+            let summary = format!(
+                "subnet `{subnet_id}` is in zone {} ({}), which endpoint service `{service_name}` for `{host}` does not offer",
+                subnet.availability_zone_id, subnet.availability_zone
+            );
+            let detail = format!("the service offers {}", service.availability_zone_ids.join(", "));
+            match self.stack.hub.subnet_policy {
+                SubnetPolicy::Fail => self.error(
+                    Diagnostic::error(summary).with_detail(detail).with_help(
+                        "use subnets in the offered zones, or set `hub.subnet_policy = \"filter\"` to leave such subnets out",
+                    ),
+                ),
+                SubnetPolicy::Filter => self.planned.warnings.push(
+                    Diagnostic::warning(format!("{summary}; it is left out of endpoint.{host}")).with_detail(detail),
+                ),
+            }
+        }
+        if subnets.is_empty() && self.stack.hub.subnet_policy == SubnetPolicy::Filter {
+            self.error(
+                Diagnostic::error(format!("no subnet of `hub.subnet_ids` is in a zone endpoint.{host} can use"))
+                    .with_help("add a subnet in one of the zones the service offers"),
+            );
+        }
+        subnets.sort();
+        subnets
+    }
+
+    fn endpoints(&mut self, group: Option<&Handle>) -> BTreeMap<String, EndpointHandle> {
+        let mut handles = BTreeMap::new();
+        let group_ids: Vec<Value> = match group {
+            Some(handle) => vec![handle.value.clone()],
+            None => {
+                let mut ids: Vec<Value> = self.stack.hub.security_group_ids.iter().map(Value::known).collect();
+                ids.sort();
+                ids
+            }
+        };
+        for service in &self.stack.services {
+            let address = addresses::endpoint(&service.host);
+            let subnet_ids = self.endpoint_subnets(&service.host, &service.service_name);
+            let wanted = Endpoint {
+                service_name: service.service_name.clone(),
+                vpc_id: self.stack.hub.vpc_id.clone(),
+                subnet_ids,
+                security_group_ids: group_ids.clone(),
+                private_dns_enabled: service.private_dns,
+                tags: tags_for(&self.stack.name, &address, &format!("{}-{}", self.stack.name, service.host)),
+            };
+            let found: Vec<&EndpointState> = self
+                .observed
+                .endpoints
+                .iter()
+                .filter(|e| !e.is_gone() && self.has_address(&e.tags, &address))
+                .collect();
+            if found.len() > 1 {
+                let ids: Vec<&str> = found.iter().map(|e| e.endpoint_id.as_str()).collect();
+                self.error(
+                    Diagnostic::error(format!("{} endpoints carry the address `{address}`: {}", ids.len(), ids.join(", ")))
+                        .with_help("delete all but one of them, then plan again"),
+                );
+                continue;
+            }
+            let mut depends_on: Vec<Address> = group.and_then(|g| g.step.clone()).into_iter().collect();
+            let handle = match found.first() {
+                None => {
+                    self.push(Step {
+                        address: address.clone(),
+                        action: Action::Create,
+                        context: self.hub_context(),
+                        id: None,
+                        reason: None,
+                        depends_on,
+                        before: None,
+                        after: Some(Resource::Endpoint(wanted)),
+                    });
+                    EndpointHandle::pending(&address)
+                }
+                Some(live) => {
+                    let before = Endpoint {
+                        service_name: live.service_name.clone(),
+                        vpc_id: live.vpc_id.clone(),
+                        subnet_ids: sorted(&live.subnet_ids),
+                        security_group_ids: sorted(&live.security_group_ids).iter().map(Value::known).collect(),
+                        private_dns_enabled: live.private_dns_enabled.unwrap_or(false),
+                        tags: wanted.tags.clone(),
+                    };
+                    let action = if before.service_name != wanted.service_name || before.vpc_id != wanted.vpc_id {
+                        Some(Action::Replace)
+                    } else if before != wanted {
+                        Some(Action::Update)
+                    } else {
+                        None
+                    };
+                    match action {
+                        None => {
+                            self.unchanged(address.clone());
+                            self.live_endpoint_handle(&address, live)
+                        }
+                        Some(action) => {
+                            if action == Action::Update {
+                                depends_on.clear();
+                                depends_on.extend(group.and_then(|g| g.step.clone()));
+                            }
+                            self.push(Step {
+                                address: address.clone(),
+                                action,
+                                context: self.hub_context(),
+                                id: Some(live.endpoint_id.clone()),
+                                reason: None,
+                                depends_on,
+                                before: Some(Resource::Endpoint(before)),
+                                after: Some(Resource::Endpoint(wanted)),
+                            });
+                            if action == Action::Replace {
+                                EndpointHandle::pending(&address)
+                            } else {
+                                self.live_endpoint_handle(&address, live)
+                            }
+                        }
+                    }
+                }
+            };
+            handles.insert(service.host.clone(), handle);
+        }
+        self.orphan_endpoints();
+        handles
+    }
+
+    fn live_endpoint_handle(&mut self, address: &Address, live: &EndpointState) -> EndpointHandle {
+        match regional_dns_entry(&live.endpoint_id, &live.dns_entries) {
+            Some(entry) => EndpointHandle {
+                dns_name: Value::known(&entry.dns_name),
+                zone_id: Value::known(&entry.hosted_zone_id),
+                step: None,
+            },
+            None => {
+                self.error(
+                    Diagnostic::error(format!(
+                        "endpoint `{}` ({address}) reports no regional DNS entry, so no alias record can point at it",
+                        live.endpoint_id
+                    ))
+                    .with_detail(format!("its state is {}", live.state))
+                    .with_help("wait until the endpoint is available, or delete it and plan again"),
+                );
+                EndpointHandle { dns_name: Value::known(""), zone_id: Value::known(""), step: None }
+            }
+        }
+    }
+
+    /// Plans the removal of endpoints the stack made for services no longer in the config.
+    fn orphan_endpoints(&mut self) {
+        let wanted: BTreeSet<Address> =
+            self.stack.services.iter().map(|s| addresses::endpoint(&s.host)).collect();
+        for endpoint in &self.observed.endpoints {
+            if endpoint.is_gone() || !self.owned_by_stack(&endpoint.tags) {
+                continue;
+            }
+            let Some(address) = endpoint.tags.get(TAG_ADDRESS).map(|a| Address(a.clone())) else { continue };
+            if wanted.contains(&address) || !address.as_str().starts_with("endpoint.") {
+                continue;
+            }
+            self.push(delete_endpoint_step(self.hub_context(), &address, endpoint, "its service is no longer in the config"));
+        }
+    }
+
+    fn zone(&mut self, hub_dns: &[Address]) -> Option<ZoneHandle<'a>> {
+        let observed = self.observed;
+        let address = addresses::zone();
+        let zone_name = &self.stack.zone.name;
+        let hub_vpc = &self.stack.hub.vpc_id;
+        let private_zones: Vec<&'a HostedZoneState> =
+            observed.hosted_zones.iter().filter(|z| z.private && &z.name == zone_name).collect();
+
+        let tagged: Vec<&'a HostedZoneState> =
+            private_zones.iter().copied().filter(|z| self.has_address(&z.tags, &address)).collect();
+        if tagged.len() > 1 {
+            let ids: Vec<&str> = tagged.iter().map(|z| z.zone_id.as_str()).collect();
+            self.error(
+                Diagnostic::error(format!("{} hosted zones carry the address `zone` of this stack: {}", ids.len(), ids.join(", ")))
+                    .with_help("delete the extra zones, or remove their linkplan tags, then plan again"),
+            );
+            return None;
+        }
+        if let Some(zone) = tagged.first() {
+            self.unchanged(address);
+            return Some(ZoneHandle { id: Handle::known(&zone.zone_id), live: Some(zone) });
+        }
+
+        if let Some(adopt) = &self.stack.zone.adopt {
+            let Some(zone) = private_zones.iter().copied().find(|z| &z.zone_id == adopt) else {
+                self.error(
+                    Diagnostic::error(format!("zone `{adopt}` named in `zone.adopt` is not a private zone named {zone_name}"))
+                        .with_help("check the zone id with `aws route53 list-hosted-zones-by-name`"),
+                );
+                return None;
+            };
+            if !zone.vpcs.iter().any(|(vpc, _)| vpc == hub_vpc) {
+                self.error(
+                    Diagnostic::error(format!("zone `{adopt}` named in `zone.adopt` is not associated with the hub VPC `{hub_vpc}`"))
+                        .with_help("associate it with the hub VPC first, or remove `zone.adopt` to let linkplan create a zone"),
+                );
+                return None;
+            }
+            let tags = tags_for(&self.stack.name, &address, zone_name);
+            let resource = |tags| {
+                Resource::HostedZone(HostedZone {
+                    name: zone.name.clone(),
+                    vpc_id: hub_vpc.clone(),
+                    vpc_region: self.stack.hub.region.clone(),
+                    comment: String::new(),
+                    tags,
+                })
+            };
+            self.push(Step {
+                address: address.clone(),
+                action: Action::Adopt,
+                context: self.hub_context(),
+                id: Some(zone.zone_id.clone()),
+                reason: Some("named in `zone.adopt`".to_string()),
+                depends_on: Vec::new(),
+                before: Some(resource(zone.tags.clone())),
+                after: Some(resource(tags)),
+            });
+            return Some(ZoneHandle { id: Handle::known(&zone.zone_id), live: Some(zone) });
+        }
+
+        // A second private zone of the same name on the hub VPC would be refused by Route 53
+        // with ConflictingDomainExists, after the endpoints were already made.
+        if let Some(zone) = private_zones.iter().copied().find(|z| z.vpcs.iter().any(|(vpc, _)| vpc == hub_vpc)) {
+            self.error(
+                Diagnostic::error(format!(
+                    "private zone `{}` named {zone_name} is already associated with the hub VPC `{hub_vpc}` and is not owned by stack `{}`",
+                    zone.zone_id, self.stack.name
+                ))
+                .with_help(format!("to let linkplan manage it, set `adopt = \"{}\"` under [zone]", zone.zone_id)),
+            );
+            return None;
+        }
+
+        self.push(Step {
+            address: address.clone(),
+            action: Action::Create,
+            context: self.hub_context(),
+            id: None,
+            reason: None,
+            depends_on: hub_dns.to_vec(),
+            before: None,
+            after: Some(Resource::HostedZone(HostedZone {
+                name: zone_name.clone(),
+                vpc_id: hub_vpc.clone(),
+                vpc_region: self.stack.hub.region.clone(),
+                comment: format!("Workload Security over PrivateLink, linkplan stack {}", self.stack.name),
+                tags: tags_for(&self.stack.name, &address, zone_name),
+            })),
+        });
+        Some(ZoneHandle { id: Handle::pending(&address, outputs::ID), live: None })
+    }
+
+    fn records(&mut self, zone: &ZoneHandle, endpoints: &BTreeMap<String, EndpointHandle>) {
+        let address = addresses::records();
+        let live_records: &[RecordState] = zone
+            .live
+            .and_then(|z| self.observed.records.get(&z.zone_id))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+
+        let mut wanted = Vec::new();
+        let mut before = Vec::new();
+        let mut depends_on: Vec<Address> = zone.id.step.iter().cloned().collect();
+        for service in &self.stack.services {
+            let Some(endpoint) = endpoints.get(&service.host) else { continue };
+            let name = self.stack.zone.record_name(&service.host);
+            depends_on.extend(endpoint.step.iter().cloned());
+            let record = AliasRecord {
+                name: name.clone(),
+                record_type: "A".to_string(),
+                target_dns_name: endpoint.dns_name.clone(),
+                target_zone_id: endpoint.zone_id.clone(),
+                evaluate_target_health: false,
+            };
+            for live in live_records.iter().filter(|r| r.name == name) {
+                match (&live.alias, live.record_type.as_str()) {
+                    (Some(alias), "A") if live.set_identifier.is_none() => before.push(AliasRecord {
+                        name: name.clone(),
+                        record_type: "A".to_string(),
+                        target_dns_name: Value::known(&alias.dns_name),
+                        target_zone_id: Value::known(&alias.hosted_zone_id),
+                        evaluate_target_health: alias.evaluate_target_health,
+                    }),
+                    _ => self.error(
+                        Diagnostic::error(format!(
+                            "record `{name}` ({}) already exists in zone `{}`, where linkplan manages an A alias",
+                            describe_record(live),
+                            zone.live.map(|z| z.zone_id.as_str()).unwrap_or_default()
+                        ))
+                        .with_help("delete that record, or take it out of the zone, then plan again"),
+                    ),
+                }
+            }
+            wanted.push(record);
+        }
+
+        // Records the stack wrote for services no longer in the config point at endpoints that
+        // are being deleted, so they go too.
+        let orphan_names: BTreeSet<String> = self
+            .planned
+            .steps
+            .iter()
+            .filter(|s| s.action == Action::Delete && s.address.as_str().starts_with("endpoint."))
+            .filter_map(|s| s.address.as_str().strip_prefix("endpoint.").map(|h| self.stack.zone.record_name(h)))
+            .collect();
+        for live in live_records.iter().filter(|r| orphan_names.contains(&r.name)) {
+            if let (Some(alias), "A") = (&live.alias, live.record_type.as_str()) {
+                before.push(AliasRecord {
+                    name: live.name.clone(),
+                    record_type: "A".to_string(),
+                    target_dns_name: Value::known(&alias.dns_name),
+                    target_zone_id: Value::known(&alias.hosted_zone_id),
+                    evaluate_target_health: alias.evaluate_target_health,
+                });
+            }
+        }
+
+        before.sort_by(|a, b| a.name.cmp(&b.name));
+        wanted.sort_by(|a, b| a.name.cmp(&b.name));
+        if before == wanted {
+            self.unchanged(address);
+            return;
+        }
+        let drifted = before.iter().any(|b| wanted.iter().any(|w| w.name == b.name && w.target_dns_name.as_known().is_some() && w != b));
+        let action = if before.is_empty() { Action::Create } else { Action::Update };
+        self.push(Step {
+            address,
+            action,
+            context: self.hub_context(),
+            id: zone.id.value.as_known().map(str::to_string),
+            reason: drifted.then(|| "a record was changed outside linkplan".to_string()),
+            depends_on,
+            before: (!before.is_empty()).then(|| {
+                Resource::AliasRecords(AliasRecords { zone_id: zone.id.value.clone(), records: before })
+            }),
+            after: Some(Resource::AliasRecords(AliasRecords { zone_id: zone.id.value.clone(), records: wanted })),
+        });
+    }
+
+    fn spoke(&mut self, spoke: &Spoke, zone: Option<&ZoneHandle>) {
+        let context = self.stack.spoke_context(spoke);
+        let spoke_dns = self.vpc_dns(&spoke.name, &spoke.vpc_id, &context);
+        let peering = self.peering(spoke, &context);
+        if let Some(peering) = &peering {
+            self.routes(spoke, &context, peering);
+        }
+        if let Some(zone) = zone {
+            self.zone_association(spoke, &context, zone, &spoke_dns);
+        }
+    }
+
+    /// Returns the live peering between the hub and `spoke`, ignoring dead ones.
+    fn live_peering(&self, spoke: &Spoke) -> Option<&'a PeeringState> {
+        let hub = &self.stack.hub.vpc_id;
+        let observed = self.observed;
+        observed.peerings.iter().find(|p| {
+            !p.is_dead()
+                && ((&p.requester_vpc_id == hub && p.accepter_vpc_id == spoke.vpc_id)
+                    || (p.requester_vpc_id == spoke.vpc_id && &p.accepter_vpc_id == hub))
+        })
+    }
+
+    fn peering(&mut self, spoke: &Spoke, context: &Context) -> Option<Handle> {
+        let address = addresses::peering(&spoke.name);
+        let acceptance = addresses::peering_acceptance(&spoke.name);
+        let hub_account = self.observed.account(&self.hub_context()).map(str::to_string);
+        let spoke_owner = self.observed.vpc(&spoke.vpc_id).map(|v| v.owner_id.clone());
+
+        let (handle, pending_acceptance) = match self.live_peering(spoke) {
+            Some(live) => {
+                self.unchanged(address.clone());
+                (Handle::known(&live.peering_id), live.status == "pending-acceptance")
+            }
+            None => {
+                let accepter_owner_id = spoke_owner.filter(|owner| Some(owner) != hub_account.as_ref());
+                let name = format!("{}-{}", self.stack.name, spoke.name);
+                self.push(Step {
+                    address: address.clone(),
+                    action: Action::Create,
+                    context: self.hub_context(),
+                    id: None,
+                    reason: None,
+                    depends_on: Vec::new(),
+                    before: None,
+                    after: Some(Resource::PeeringConnection(PeeringConnection {
+                        requester_vpc_id: self.stack.hub.vpc_id.clone(),
+                        accepter_vpc_id: spoke.vpc_id.clone(),
+                        accepter_region: spoke.region.clone(),
+                        accepter_owner_id,
+                        tags: tags_for(&self.stack.name, &address, &name),
+                    })),
+                });
+                (Handle::pending(&address, outputs::ID), true)
+            }
+        };
+        if !pending_acceptance {
+            self.unchanged(acceptance);
+            return Some(handle);
+        }
+        self.push(Step {
+            address: acceptance.clone(),
+            action: Action::Create,
+            context: context.clone(),
+            id: handle.value.as_known().map(str::to_string),
+            reason: None,
+            depends_on: handle.step.iter().cloned().collect(),
+            before: None,
+            after: Some(Resource::PeeringAcceptance(PeeringAcceptance {
+                peering_id: handle.value.clone(),
+                requester_region: self.stack.hub.region.clone(),
+            })),
+        });
+        Some(Handle { value: handle.value, step: Some(acceptance) })
+    }
+
+    fn routes(&mut self, spoke: &Spoke, context: &Context, peering: &Handle) {
+        let hub_cidrs: Vec<IpNet> = self.observed.vpc(&self.stack.hub.vpc_id).map(|v| v.cidrs.clone()).unwrap_or_default();
+        let spoke_cidrs: Vec<IpNet> = self.observed.vpc(&spoke.vpc_id).map(|v| v.cidrs.clone()).unwrap_or_default();
+        let sides = [
+            (self.stack.hub.route_table_ids.clone(), spoke_cidrs, self.hub_context(), &self.stack.hub.vpc_id),
+            (spoke.route_table_ids.clone(), hub_cidrs, context.clone(), &spoke.vpc_id),
+        ];
+        for (tables, destinations, side_context, vpc_id) in sides {
+            for table_id in &tables {
+                let Some(table) = self.observed.route_table(table_id) else {
+                    self.error(
+                        Diagnostic::error(format!("route table `{table_id}` not found in {}", side_context.region))
+                            .with_help("check the route table ids of the config"),
+                    );
+                    continue;
+                };
+                if &table.vpc_id != vpc_id {
+                    self.error(
+                        Diagnostic::error(format!("route table `{table_id}` belongs to VPC `{}`, not `{vpc_id}`", table.vpc_id))
+                            .with_help("list only route tables of the VPC on that side"),
+                    );
+                    continue;
+                }
+                for destination in &destinations {
+                    let destination = destination.to_string();
+                    let address = addresses::route(&spoke.name, table_id, &destination);
+                    match table.routes.iter().find(|r| r.destination_cidr == destination) {
+                        Some(route) if peering.value.as_known() == Some(route.target.as_str()) => {
+                            self.unchanged(address);
+                        }
+                        Some(route) => self.error(
+                            Diagnostic::error(format!(
+                                "route table `{table_id}` already routes {destination} to `{}`",
+                                route.target
+                            ))
+                            .with_detail(format!("spoke `{}` needs that destination routed over its peering connection", spoke.name))
+                            .with_help("remove the route, or take the table out of the config"),
+                        ),
+                        None => self.push(Step {
+                            address,
+                            action: Action::Create,
+                            context: side_context.clone(),
+                            id: None,
+                            reason: None,
+                            depends_on: peering.step.iter().cloned().collect(),
+                            before: None,
+                            after: Some(Resource::Route(Route {
+                                route_table_id: table_id.clone(),
+                                destination_cidr: destination,
+                                peering_id: peering.value.clone(),
+                            })),
+                        }),
+                    }
+                }
+            }
+        }
+    }
+
+    fn zone_association(&mut self, spoke: &Spoke, context: &Context, zone: &ZoneHandle, spoke_dns: &[Address]) {
+        let address = addresses::zone_association(&spoke.name);
+        if zone.live.is_some_and(|z| z.vpcs.iter().any(|(vpc, _)| vpc == &spoke.vpc_id)) {
+            self.unchanged(address);
+            return;
+        }
+        if let Some(other) = self.observed.hosted_zones.iter().find(|z| {
+            z.private
+                && z.name == self.stack.zone.name
+                && Some(z.zone_id.as_str()) != zone.id.value.as_known()
+                && z.vpcs.iter().any(|(vpc, _)| vpc == &spoke.vpc_id)
+        }) {
+            self.error(
+                Diagnostic::error(format!(
+                    "spoke VPC `{}` is already associated with another private zone named {} (`{}`)",
+                    spoke.vpc_id, other.name, other.zone_id
+                ))
+                .with_help("disassociate that zone from the spoke VPC, or leave the spoke out of the config"),
+            );
+            return;
+        }
+        let mut depends_on: Vec<Address> = zone.id.step.iter().cloned().collect();
+        depends_on.extend(spoke_dns.iter().cloned());
+        let hub_account = self.observed.account(&self.hub_context());
+        let spoke_owner = self.observed.vpc(&spoke.vpc_id).map(|v| v.owner_id.as_str());
+        let cross_account = matches!((hub_account, spoke_owner), (Some(hub), Some(owner)) if hub != owner);
+        if cross_account {
+            let authorization = addresses::zone_authorization(&spoke.name);
+            let resource = Resource::AssociationAuthorization(AssociationAuthorization {
+                zone_id: zone.id.value.clone(),
+                vpc_id: spoke.vpc_id.clone(),
+                vpc_region: spoke.region.clone(),
+            });
+            self.push(Step {
+                address: authorization.clone(),
+                action: Action::Create,
+                context: self.hub_context(),
+                id: None,
+                reason: Some(format!("the zone's account authorizes the association of a VPC of account {}", spoke_owner.unwrap_or_default())),
+                depends_on: depends_on.clone(),
+                before: None,
+                after: Some(resource.clone()),
+            });
+            self.push(Step {
+                address: addresses::zone_authorization_revoke(&spoke.name),
+                action: Action::Delete,
+                context: self.hub_context(),
+                id: None,
+                reason: Some("an authorization is no longer needed once the VPC is associated".to_string()),
+                depends_on: vec![address.clone()],
+                before: Some(resource),
+                after: None,
+            });
+            depends_on.push(authorization);
+        }
+        self.push(Step {
+            address,
+            action: Action::Create,
+            context: context.clone(),
+            id: None,
+            reason: None,
+            depends_on,
+            before: None,
+            after: Some(Resource::ZoneAssociation(ZoneAssociation {
+                zone_id: zone.id.value.clone(),
+                vpc_id: spoke.vpc_id.clone(),
+                vpc_region: spoke.region.clone(),
+            })),
+        });
+    }
+
+    /// Plans the removal of peerings the stack made for spokes no longer in the config.
+    fn orphan_peerings(&mut self) {
+        let wanted: BTreeSet<Address> = self.stack.spokes.iter().map(|s| addresses::peering(&s.name)).collect();
+        for peering in &self.observed.peerings {
+            if peering.is_dead() || !self.owned_by_stack(&peering.tags) {
+                continue;
+            }
+            let Some(address) = peering.tags.get(TAG_ADDRESS).map(|a| Address(a.clone())) else { continue };
+            if wanted.contains(&address) {
+                continue;
+            }
+            self.push(delete_peering_step(self.hub_context(), &address, peering, "its spoke is no longer in the config"));
+        }
+    }
+
+    /// Plans the removal of everything the stack owns, each object after what depends on it.
+    fn destroy(&mut self) {
+        let hub = self.hub_context();
+        let zone_address = addresses::zone();
+        let zone = self
+            .observed
+            .hosted_zones
+            .iter()
+            .find(|z| z.private && self.has_address(&z.tags, &zone_address));
+        let mut zone_dependents = Vec::new();
+        let mut endpoint_dependents = Vec::new();
+
+        if let Some(zone) = zone {
+            let records: Vec<AliasRecord> = self
+                .observed
+                .records
+                .get(&zone.zone_id)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter(|r| r.record_type == "A" && r.set_identifier.is_none())
+                .filter(|r| self.stack.services.iter().any(|s| self.stack.zone.record_name(&s.host) == r.name))
+                .filter_map(|r| {
+                    r.alias.as_ref().map(|alias| AliasRecord {
+                        name: r.name.clone(),
+                        record_type: "A".to_string(),
+                        target_dns_name: Value::known(&alias.dns_name),
+                        target_zone_id: Value::known(&alias.hosted_zone_id),
+                        evaluate_target_health: alias.evaluate_target_health,
+                    })
+                })
+                .collect();
+            if !records.is_empty() {
+                let address = addresses::records();
+                self.push(Step {
+                    address: address.clone(),
+                    action: Action::Delete,
+                    context: hub.clone(),
+                    id: Some(zone.zone_id.clone()),
+                    reason: None,
+                    depends_on: Vec::new(),
+                    before: Some(Resource::AliasRecords(AliasRecords { zone_id: Value::known(&zone.zone_id), records })),
+                    after: None,
+                });
+                zone_dependents.push(address.clone());
+                endpoint_dependents.push(address);
+            }
+            for spoke in &self.stack.spokes {
+                let Some((vpc_id, region)) = zone.vpcs.iter().find(|(vpc, _)| vpc == &spoke.vpc_id) else { continue };
+                let address = addresses::zone_association(&spoke.name);
+                self.push(Step {
+                    address: address.clone(),
+                    action: Action::Delete,
+                    context: self.stack.spoke_context(spoke),
+                    id: Some(zone.zone_id.clone()),
+                    reason: None,
+                    depends_on: Vec::new(),
+                    before: Some(Resource::ZoneAssociation(ZoneAssociation {
+                        zone_id: Value::known(&zone.zone_id),
+                        vpc_id: vpc_id.clone(),
+                        vpc_region: region.clone(),
+                    })),
+                    after: None,
+                });
+                zone_dependents.push(address);
+            }
+            self.push(Step {
+                address: zone_address.clone(),
+                action: Action::Delete,
+                context: hub.clone(),
+                id: Some(zone.zone_id.clone()),
+                reason: None,
+                depends_on: zone_dependents,
+                before: Some(Resource::HostedZone(HostedZone {
+                    name: zone.name.clone(),
+                    vpc_id: self.stack.hub.vpc_id.clone(),
+                    vpc_region: self.stack.hub.region.clone(),
+                    comment: String::new(),
+                    tags: zone.tags.clone(),
+                })),
+                after: None,
+            });
+        }
+
+        for peering in &self.observed.peerings {
+            if peering.is_dead() || !self.owned_by_stack(&peering.tags) {
+                continue;
+            }
+            let Some(address) = peering.tags.get(TAG_ADDRESS).map(|a| Address(a.clone())) else { continue };
+            let spoke = address.as_str().strip_prefix("peering.").and_then(|name| self.stack.spoke(name));
+            let mut route_steps = Vec::new();
+            if let Some(spoke) = spoke {
+                let sides = [
+                    (&self.stack.hub.route_table_ids, hub.clone()),
+                    (&spoke.route_table_ids, self.stack.spoke_context(spoke)),
+                ];
+                for (tables, context) in sides {
+                    for table_id in tables {
+                        let Some(table) = self.observed.route_table(table_id) else { continue };
+                        for route in table.routes.iter().filter(|r| r.target == peering.peering_id) {
+                            let route_address = addresses::route(&spoke.name, table_id, &route.destination_cidr);
+                            route_steps.push(route_address.clone());
+                            self.push(Step {
+                                address: route_address,
+                                action: Action::Delete,
+                                context: context.clone(),
+                                id: Some(table_id.clone()),
+                                reason: None,
+                                depends_on: Vec::new(),
+                                before: Some(Resource::Route(Route {
+                                    route_table_id: table_id.clone(),
+                                    destination_cidr: route.destination_cidr.clone(),
+                                    peering_id: Value::known(&peering.peering_id),
+                                })),
+                                after: None,
+                            });
+                        }
+                    }
+                }
+            }
+            let mut step = delete_peering_step(hub.clone(), &address, peering, "");
+            step.reason = None;
+            step.depends_on = route_steps;
+            self.push(step);
+        }
+
+        let mut group_dependents = Vec::new();
+        for endpoint in &self.observed.endpoints {
+            if endpoint.is_gone() || !self.owned_by_stack(&endpoint.tags) {
+                continue;
+            }
+            let Some(address) = endpoint.tags.get(TAG_ADDRESS).map(|a| Address(a.clone())) else { continue };
+            let mut step = delete_endpoint_step(hub.clone(), &address, endpoint, "");
+            step.reason = None;
+            step.depends_on = endpoint_dependents.clone();
+            group_dependents.push(address);
+            self.push(step);
+        }
+
+        let group_address = addresses::security_group();
+        for group in &self.observed.security_groups {
+            if !self.has_address(&group.tags, &group_address) {
+                continue;
+            }
+            self.push(Step {
+                address: group_address.clone(),
+                action: Action::Delete,
+                context: hub.clone(),
+                id: Some(group.group_id.clone()),
+                reason: None,
+                depends_on: group_dependents.clone(),
+                before: Some(Resource::SecurityGroup(SecurityGroup {
+                    vpc_id: group.vpc_id.clone(),
+                    group_name: group.group_name.clone(),
+                    description: String::new(),
+                    tags: group.tags.clone(),
+                })),
+                after: None,
+            });
+        }
+    }
+}
+
+/// Regional DNS name and zone id of an endpoint, known or to come from its step.
+struct EndpointHandle {
+    dns_name: Value,
+    zone_id: Value,
+    step: Option<Address>,
+}
+
+impl EndpointHandle {
+    fn pending(address: &Address) -> Self {
+        EndpointHandle {
+            dns_name: Value::output(address, outputs::DNS_NAME),
+            zone_id: Value::output(address, outputs::DNS_ZONE_ID),
+            step: Some(address.clone()),
+        }
+    }
+}
+
+struct ZoneHandle<'a> {
+    id: Handle,
+    live: Option<&'a HostedZoneState>,
+}
+
+fn delete_endpoint_step(context: Context, address: &Address, endpoint: &EndpointState, reason: &str) -> Step {
+    Step {
+        address: address.clone(),
+        action: Action::Delete,
+        context,
+        id: Some(endpoint.endpoint_id.clone()),
+        reason: (!reason.is_empty()).then(|| reason.to_string()),
+        depends_on: Vec::new(),
+        before: Some(Resource::Endpoint(Endpoint {
+            service_name: endpoint.service_name.clone(),
+            vpc_id: endpoint.vpc_id.clone(),
+            subnet_ids: sorted(&endpoint.subnet_ids),
+            security_group_ids: sorted(&endpoint.security_group_ids).iter().map(Value::known).collect(),
+            private_dns_enabled: endpoint.private_dns_enabled.unwrap_or(false),
+            tags: endpoint.tags.clone(),
+        })),
+        after: None,
+    }
+}
+
+fn delete_peering_step(context: Context, address: &Address, peering: &PeeringState, reason: &str) -> Step {
+    Step {
+        address: address.clone(),
+        action: Action::Delete,
+        context,
+        id: Some(peering.peering_id.clone()),
+        reason: (!reason.is_empty()).then(|| reason.to_string()),
+        depends_on: Vec::new(),
+        before: Some(Resource::PeeringConnection(PeeringConnection {
+            requester_vpc_id: peering.requester_vpc_id.clone(),
+            accepter_vpc_id: peering.accepter_vpc_id.clone(),
+            accepter_region: peering.accepter_region.clone(),
+            accepter_owner_id: None,
+            tags: peering.tags.clone(),
+        })),
+        after: None,
+    }
+}
+
+fn sorted(values: &[String]) -> Vec<String> {
+    let mut values = values.to_vec();
+    values.sort();
+    values
+}
+
+fn describe_owner(owner: &str) -> String {
+    if owner == "hub" { "the hub".to_string() } else { format!("spoke `{owner}`") }
+}
+
+fn describe_record(record: &RecordState) -> String {
+    match (&record.alias, record.set_identifier.as_deref()) {
+        (_, Some(id)) => format!("{} with routing policy set `{id}`", record.record_type),
+        (Some(_), None) => format!("{} alias", record.record_type),
+        (None, None) => format!("{} {}", record.record_type, record.values.join(" ")),
+    }
+}
