@@ -318,7 +318,8 @@ impl Validator<'_> {
                 })
                 .collect();
             services.sort_by(|a, b| a.host.cmp(&b.host));
-            if hub_region != saas.region {
+            // An invalid region is reported once, not again as a mismatch with every service.
+            if is_region(hub_region) && hub_region != saas.region {
                 self.findings.push(
                     Diagnostic::error(format!(
                         "the default endpoint services are in {}, but `hub.region` is {hub_region}",
@@ -353,7 +354,7 @@ impl Validator<'_> {
                     format!("invalid endpoint service name `{service_name}` for `{}`", host.get_ref()),
                     "use the form com.amazonaws.vpce.REGION.vpce-svc-ID, as the provider publishes it",
                 ),
-                Some(region) if region != hub_region => self.error(
+                Some(region) if is_region(hub_region) && region != hub_region => self.error(
                     name_span.clone(),
                     format!(
                         "endpoint service `{service_name}` is in {region}, but `hub.region` is {hub_region}"

@@ -26,10 +26,10 @@ pub(crate) const SECRET_ACCESS_KEY: &str = "testing";
 /// The region that [`MotoServer::env`] gives a child process.
 const DEFAULT_REGION: &str = "us-east-1";
 
-/// Config and credentials file paths for child processes. Ordinary systems have no
-/// `/nonexistent` directory, so the SDK reads no profile and ignores a developer's ~/.aws.
-const ABSENT_CONFIG_FILE: &str = "/nonexistent/linkplan-testkit/aws-config";
-const ABSENT_CREDENTIALS_FILE: &str = "/nonexistent/linkplan-testkit/aws-credentials";
+/// Config and credentials file paths for child processes. `/dev/null` reads as an empty file,
+/// so the SDK finds no profile, ignores a developer's ~/.aws, and logs no missing-file warning.
+const ABSENT_CONFIG_FILE: &str = "/dev/null";
+const ABSENT_CREDENTIALS_FILE: &str = "/dev/null";
 
 /// Bypass rules that keep an HTTP_PROXY of the environment away from loopback requests.
 const NO_PROXY: &str = "127.0.0.1,localhost,::1";
@@ -177,10 +177,9 @@ impl MotoServer {
     /// this server.
     ///
     /// They set the endpoint, dummy credentials, `AWS_REGION` and `AWS_DEFAULT_REGION` to
-    /// us-east-1, disable instance
-    /// metadata and point the config and credentials files at paths that do not exist. The
-    /// AWS SDKs log a warning for such a missing file. Variables inherited from the test
-    /// process stay set, so prefer [`MotoServer::command`], which removes them.
+    /// us-east-1, disable instance metadata and point the config and credentials files at
+    /// `/dev/null`. Variables inherited from the test process stay set, so prefer
+    /// [`MotoServer::command`], which removes them.
     pub fn env(&self) -> Vec<(String, String)> {
         [
             ("AWS_ENDPOINT_URL", self.endpoint.as_str()),

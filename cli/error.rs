@@ -1,0 +1,47 @@
+//! Errors of a command, printed as `error:` and `help:` lines.
+
+use std::fmt;
+
+use linkplan_engine::diagnostics::Diagnostics;
+
+use crate::exit;
+
+/// A command's failure: what went wrong, what to do, and the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub help: Option<String>,
+    pub code: u8,
+}
+
+impl CliError {
+    pub fn new(message: impl Into<String>) -> Self {
+        CliError { message: message.into(), help: None, code: exit::ERROR }
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Wraps diagnostics that were already formatted in full.
+    pub fn diagnostics(diagnostics: &Diagnostics) -> Self {
+        let errors = diagnostics.errors().count();
+        let noun = if errors == 1 { "error" } else { "errors" };
+        CliError { message: format!("{diagnostics}\n{errors} {noun}; nothing was written"), help: None, code: exit::ERROR }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.message.starts_with("error:") || self.message.starts_with("warning:") {
+            write!(f, "{}", self.message)?;
+        } else {
+            write!(f, "error: {}", self.message)?;
+        }
+        if let Some(help) = &self.help {
+            write!(f, "\nhelp: {help}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,55 @@
+//! The `linkplan` command line: arguments, confirmation prompts, views and exit codes over the
+//! engine and the AWS provider.
+//!
+//! Human output follows two streams: the plan itself on stdout, progress and diagnostics on
+//! stderr, so `linkplan plan > plan.txt` captures just the plan.
+
+pub mod args;
+pub mod commands;
+pub mod error;
+pub mod exit;
+pub mod progress;
+pub mod render;
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::render::Palette;
+
+/// Runs the command line and returns the process exit code.
+pub fn run() -> u8 {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    let color = !cli.global.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+    let palette = Palette::new(color);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Plan(args) => commands::plan::run(args, &cli.global, &palette).await,
+            Command::Apply(args) => commands::apply::run(args, &cli.global, &palette).await,
+            Command::Show(args) => commands::show::run(args, &palette),
+            Command::Validate(args) => commands::validate::run(args),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("{error}");
+            error.code
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

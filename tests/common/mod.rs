@@ -1,0 +1,94 @@
+//! Helpers shared by the integration tests: running the real `linkplan` binary against this
+//! test binary's moto server, and writing configs for fixture VPCs.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use linkplan_testkit::{LocalVpc, MotoServer, ProviderSide};
+
+/// The result of one `linkplan` run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with both streams unless the run exited with `code`.
+    pub fn expect_code(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "linkplan exited with {} instead of {code}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Returns a `linkplan` command aimed at `server`, with stdin closed and color off.
+pub fn linkplan(server: &MotoServer, directory: &Path) -> Command {
+    let mut command = server.command(env!("CARGO_BIN_EXE_linkplan"));
+    command.current_dir(directory).stdin(Stdio::null()).env("NO_COLOR", "1");
+    command
+}
+
+/// Runs `linkplan ARGS` in `directory` against `server`.
+pub fn run(server: &MotoServer, directory: &Path, args: &[&str]) -> Run {
+    let output = linkplan(server, directory).args(args).output().expect("linkplan runs");
+    Run::from(output)
+}
+
+/// Runs `linkplan ARGS` in `directory` with no AWS endpoint set at all, for offline commands.
+pub fn run_offline(directory: &Path, args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_linkplan"))
+        .current_dir(directory)
+        .args(args)
+        .stdin(Stdio::null())
+        .env("NO_COLOR", "1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .expect("linkplan runs");
+    Run::from(output)
+}
+
+/// Returns a new empty folder for one test's config and plans.
+pub fn workdir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("test folder is created");
+    dir
+}
+
+/// Returns the config text of a hub-only stack on `hub`, using the local provider side.
+pub fn hub_config(stack: &str, hub: &LocalVpc, provider: &ProviderSide) -> String {
+    let subnets: Vec<String> = hub.subnet_ids.iter().map(|s| format!("{s:?}")).collect();
+    let services = &provider.services;
+    format!(
+        "name = \"{stack}\"\n\n[hub]\nregion = \"us-east-1\"\nvpc_id = \"{}\"\nsubnet_ids = [{}]\n\n\
+         [services]\nrelay = \"{}\"\nagents = \"{}\"\ndsmim = \"{}\"\napp = \"{}\"\n",
+        hub.vpc_id,
+        subnets.join(", "),
+        services.relay,
+        services.agents,
+        services.dsmim,
+        services.app
+    )
+}
+
+/// Writes `text` to `linkplan.toml` in `directory`.
+pub fn write_config(directory: &Path, text: &str) -> PathBuf {
+    let path = directory.join("linkplan.toml");
+    std::fs::write(&path, text).expect("config is written");
+    path
+}
