@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::Filter;
-use common::{hub_config, run, workdir, write_config};
+use common::{assert_golden, hub_config, redact, run, workdir, write_config};
 use linkplan_testkit::{VpcSpec, moto, unique_name};
 
 fn tag(tags: &[aws_sdk_ec2::types::Tag], key: &str) -> Option<String> {
@@ -160,4 +160,44 @@ async fn apply_without_terminal_needs_auto_approve() {
         .await
         .unwrap();
     assert!(endpoints.vpc_endpoints().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fresh_hub_plan_text_is_pinned() {
+    let server = moto();
+    let provider = server.provider_side();
+    let stack = unique_name("golden");
+    let hub = server.vpc(VpcSpec::new("us-east-1", "10.32.0.0/16", &["use1-az1", "use1-az2"]).dns_hostnames(false));
+    let dir = workdir(&stack);
+    write_config(&dir, &hub_config(&stack, &hub, &provider));
+
+    let planned = run(server, &dir, &["plan", "--out", "p.plan"]).expect_code(0);
+    let services = &provider.services;
+    // Plans list subnets sorted, so the placeholders follow the sorted order of the random ids.
+    let mut subnets = hub.subnet_ids.clone();
+    subnets.sort();
+    let text = redact(
+        &planned.stdout,
+        &[
+            (&hub.vpc_id, "vpc-HUB"),
+            (&subnets[0], "subnet-A"),
+            (&subnets[1], "subnet-B"),
+            (&services.relay, "com.amazonaws.vpce.us-east-1.vpce-svc-RELAY"),
+            (&services.agents, "com.amazonaws.vpce.us-east-1.vpce-svc-AGENTS"),
+            (&services.dsmim, "com.amazonaws.vpce.us-east-1.vpce-svc-DSMIM"),
+            (&services.app, "com.amazonaws.vpce.us-east-1.vpce-svc-APP"),
+            (&stack, "STACK"),
+        ],
+    );
+    assert_golden("fresh-hub-plan.txt", &text);
+
+    // The same state planned again gives a byte-identical plan file.
+    run(server, &dir, &["plan", "--out", "q.plan"]).expect_code(0);
+    let first = std::fs::read(dir.join("p.plan")).unwrap();
+    let second = std::fs::read(dir.join("q.plan")).unwrap();
+    assert!(first == second, "two plans of the same state differ");
+
+    // `show` prints the same text from the file.
+    let shown = run(server, &dir, &["show", "p.plan"]).expect_code(0);
+    assert_eq!(shown.stdout, planned.stdout);
 }

@@ -92,3 +92,30 @@ pub fn write_config(directory: &Path, text: &str) -> PathBuf {
     std::fs::write(&path, text).expect("config is written");
     path
 }
+
+/// Compares `actual` with the golden file `tests/golden/NAME`, or rewrites the file when
+/// `LINKPLAN_UPDATE_GOLDEN` is set.
+pub fn assert_golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    if std::env::var_os("LINKPLAN_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).expect("golden file is written");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("golden file {} is unreadable ({e}); run with LINKPLAN_UPDATE_GOLDEN=1", path.display()));
+    if expected != actual {
+        let diff = similar::TextDiff::from_lines(&expected, actual);
+        panic!(
+            "output differs from {} (run with LINKPLAN_UPDATE_GOLDEN=1 to accept):\n{}",
+            path.display(),
+            diff.unified_diff().context_radius(2)
+        );
+    }
+}
+
+/// Replaces each `(value, placeholder)` pair in `text`, longest values first.
+pub fn redact(text: &str, replacements: &[(&str, &str)]) -> String {
+    let mut pairs = replacements.to_vec();
+    pairs.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
+    pairs.iter().fold(text.to_string(), |text, (value, placeholder)| text.replace(value, placeholder))
+}
