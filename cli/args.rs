@@ -40,15 +40,21 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Compare the config with the live state and write a plan file
-    #[command(after_help = "Examples:\n  linkplan plan\n  linkplan plan --config prod.toml --out plans/prod.plan\n  linkplan plan --destroy\n  linkplan plan --detailed-exitcode   # 0: no changes, 2: changes, 1: error")]
+    #[command(
+        after_help = "Examples:\n  linkplan plan\n  linkplan plan --config prod.toml --out plans/prod.plan\n  linkplan plan --destroy\n  linkplan plan --detailed-exitcode   # 0: no changes, 2: changes, 1: error"
+    )]
     Plan(PlanArgs),
 
     /// Execute a reviewed plan file
-    #[command(after_help = "Examples:\n  linkplan apply plans/workload-security.plan\n  linkplan apply --auto-approve plans/workload-security.plan")]
+    #[command(
+        after_help = "Examples:\n  linkplan apply plans/workload-security.plan\n  linkplan apply --auto-approve plans/workload-security.plan"
+    )]
     Apply(ApplyArgs),
 
     /// Print a plan file again
-    #[command(after_help = "Examples:\n  linkplan show plans/workload-security.plan\n  linkplan show --format json plans/workload-security.plan")]
+    #[command(
+        after_help = "Examples:\n  linkplan show plans/workload-security.plan\n  linkplan show --format json plans/workload-security.plan"
+    )]
     Show(ShowArgs),
 
     /// Check the config offline, without calling AWS

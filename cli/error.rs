@@ -16,7 +16,11 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(message: impl Into<String>) -> Self {
-        CliError { message: message.into(), help: None, code: exit::ERROR }
+        CliError {
+            message: message.into(),
+            help: None,
+            code: exit::ERROR,
+        }
     }
 
     pub fn help(mut self, help: impl Into<String>) -> Self {
@@ -28,7 +32,11 @@ impl CliError {
     pub fn diagnostics(diagnostics: &Diagnostics) -> Self {
         let errors = diagnostics.errors().count();
         let noun = if errors == 1 { "error" } else { "errors" };
-        CliError { message: format!("{diagnostics}\n{errors} {noun}; nothing was written"), help: None, code: exit::ERROR }
+        CliError {
+            message: format!("{diagnostics}\n{errors} {noun}; nothing was written"),
+            help: None,
+            code: exit::ERROR,
+        }
     }
 }
 

@@ -22,12 +22,19 @@ pub struct LinePrinter {
 
 impl LinePrinter {
     pub fn new(palette: Palette) -> Self {
-        LinePrinter { palette, started: Mutex::new(BTreeMap::new()), last_wait: Mutex::new(BTreeMap::new()) }
+        LinePrinter {
+            palette,
+            started: Mutex::new(BTreeMap::new()),
+            last_wait: Mutex::new(BTreeMap::new()),
+        }
     }
 
     fn elapsed(&self, address: &Address) -> String {
         let started = self.started.lock().expect("progress lock");
-        started.get(address).map(|t| format!("{}s", t.elapsed().as_secs())).unwrap_or_default()
+        started
+            .get(address)
+            .map(|t| format!("{}s", t.elapsed().as_secs()))
+            .unwrap_or_default()
     }
 
     fn line(&self, text: String) {
@@ -48,9 +55,20 @@ fn present_participle(action: Action) -> &'static str {
 
 impl ApplyObserver for LinePrinter {
     fn step_started(&self, step: &Step) {
-        self.started.lock().expect("progress lock").insert(step.address.clone(), Instant::now());
-        let id = step.id.as_deref().map(|id| format!(" [id={id}]")).unwrap_or_default();
-        self.line(format!("{}: {}...{id}", self.palette.bold.apply_to(&step.address), present_participle(step.action)));
+        self.started
+            .lock()
+            .expect("progress lock")
+            .insert(step.address.clone(), Instant::now());
+        let id = step
+            .id
+            .as_deref()
+            .map(|id| format!(" [id={id}]"))
+            .unwrap_or_default();
+        self.line(format!(
+            "{}: {}...{id}",
+            self.palette.bold.apply_to(&step.address),
+            present_participle(step.action)
+        ));
     }
 
     fn step_waiting(&self, address: &Address, status: &str) {
@@ -60,20 +78,27 @@ impl ApplyObserver for LinePrinter {
         }
         last.insert(address.clone(), status.to_string());
         drop(last);
-        self.line(format!("{}: Still waiting, {} elapsed: {status}", self.palette.bold.apply_to(address), self.elapsed(address)));
+        self.line(format!(
+            "{}: Still waiting, {} elapsed: {status}",
+            self.palette.bold.apply_to(address),
+            self.elapsed(address)
+        ));
     }
 
     fn step_finished(&self, step: &Step, result: Result<&Outputs, &ProviderError>) {
         let elapsed = self.elapsed(&step.address);
         match result {
             Ok(done) => {
-                let id = done.get(outputs::ID).map(|id| format!(" [id={id}]")).unwrap_or_default();
+                let id = done
+                    .get(outputs::ID)
+                    .map(|id| format!(" [id={id}]"))
+                    .unwrap_or_default();
                 let verb = step.action.past_tense();
                 let verb = format!("{}{}", verb[..1].to_uppercase(), &verb[1..]);
                 self.line(format!(
                     "{}: {} after {elapsed}{id}",
                     self.palette.bold.apply_to(&step.address),
-                    self.palette.action(step.action).apply_to(format!("{verb}"))
+                    self.palette.action(step.action).apply_to(verb)
                 ));
             }
             Err(error) => self.line(format!(
@@ -85,14 +110,23 @@ impl ApplyObserver for LinePrinter {
     }
 
     fn undo_started(&self, address: &Address) {
-        self.started.lock().expect("progress lock").insert(address.clone(), Instant::now());
-        self.line(format!("{}: Rolling back...", self.palette.bold.apply_to(address)));
+        self.started
+            .lock()
+            .expect("progress lock")
+            .insert(address.clone(), Instant::now());
+        self.line(format!(
+            "{}: Rolling back...",
+            self.palette.bold.apply_to(address)
+        ));
     }
 
     fn undo_finished(&self, address: &Address, result: Result<(), &ProviderError>) {
         let elapsed = self.elapsed(address);
         match result {
-            Ok(()) => self.line(format!("{}: Rolled back after {elapsed}", self.palette.bold.apply_to(address))),
+            Ok(()) => self.line(format!(
+                "{}: Rolled back after {elapsed}",
+                self.palette.bold.apply_to(address)
+            )),
             Err(error) => self.line(format!(
                 "{}: {} after {elapsed}: {error}",
                 self.palette.bold.apply_to(address),

@@ -10,7 +10,7 @@ use console::Style;
 use linkplan_engine::plan_file::{Plan, Summary};
 use linkplan_engine::step::{Action, Step};
 
-/// Colors of the text view; all plain when color is off.
+/// Colors of the text view. With color off, every style is plain.
 #[derive(Clone)]
 pub struct Palette {
     pub create: Style,
@@ -56,10 +56,24 @@ pub fn plan_text(plan: &Plan, palette: &Palette) -> String {
         );
         return out;
     }
-    let _ = writeln!(out, "linkplan will perform these actions on stack `{}`, in this order:", plan.stack_name);
-    let present: Vec<Action> = Action::ALL.into_iter().filter(|a| plan.steps.iter().any(|s| s.action == *a)).collect();
+    let _ = writeln!(
+        out,
+        "linkplan will perform these actions on stack `{}`, in this order:",
+        plan.stack_name
+    );
+    let present: Vec<Action> = Action::ALL
+        .into_iter()
+        .filter(|a| plan.steps.iter().any(|s| s.action == *a))
+        .collect();
     for action in present {
-        let _ = writeln!(out, "  {} {}", palette.action(action).apply_to(format!("{:>3}", action.symbol())), legend(action));
+        let _ = writeln!(
+            out,
+            "  {} {}",
+            palette
+                .action(action)
+                .apply_to(format!("{:>3}", action.symbol())),
+            legend(action)
+        );
     }
     for step in &plan.steps {
         out.push('\n');
@@ -94,7 +108,13 @@ pub fn summary_line(summary: &Summary, palette: &Palette) -> String {
     }
     line.push('.');
     if summary.unchanged > 0 {
-        let _ = write!(line, " {}", palette.dim.apply_to(format!("({} unchanged)", summary.unchanged)));
+        let _ = write!(
+            line,
+            " {}",
+            palette
+                .dim
+                .apply_to(format!("({} unchanged)", summary.unchanged))
+        );
     }
     line
 }
@@ -114,22 +134,52 @@ pub fn step_text(step: &Step, palette: &Palette) -> String {
     comment.push(')');
     let _ = writeln!(out, "  {}", palette.bold.apply_to(comment));
     if let Some(reason) = &step.reason {
-        let _ = writeln!(out, "  {}", palette.dim.apply_to(format!("# because {reason}")));
+        let _ = writeln!(
+            out,
+            "  {}",
+            palette.dim.apply_to(format!("# because {reason}"))
+        );
     }
     let kind = step.resource().kind();
-    let id = step.id.as_deref().map(|id| format!(" [{id}]")).unwrap_or_default();
-    let _ = writeln!(out, "  {} {kind} \"{}\"{id} {{", style.apply_to(step.action.symbol()), step.address);
+    let id = step
+        .id
+        .as_deref()
+        .map(|id| format!(" [{id}]"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "  {} {kind} \"{}\"{id} {{",
+        style.apply_to(step.action.symbol()),
+        step.address
+    );
 
     let before = step.before.as_ref().map(attributes);
     let after = step.after.as_ref().map(attributes);
     let mut lines = Vec::new();
-    let hidden = diff_tables(before.as_ref(), after.as_ref(), step.action, 6, palette, &mut lines);
+    let hidden = diff_tables(
+        before.as_ref(),
+        after.as_ref(),
+        step.action,
+        6,
+        palette,
+        &mut lines,
+    );
     for line in lines {
         let _ = writeln!(out, "{line}");
     }
     if hidden > 0 {
-        let noun = if hidden == 1 { "attribute" } else { "attributes" };
-        let _ = writeln!(out, "{}", palette.dim.apply_to(format!("      # ({hidden} unchanged {noun} hidden)")));
+        let noun = if hidden == 1 {
+            "attribute"
+        } else {
+            "attributes"
+        };
+        let _ = writeln!(
+            out,
+            "{}",
+            palette
+                .dim
+                .apply_to(format!("      # ({hidden} unchanged {noun} hidden)"))
+        );
     }
     let _ = writeln!(out, "    }}");
     out
@@ -163,22 +213,29 @@ fn diff_tables(
     for key in keys {
         let label = format!("{key:<width$}");
         match (old.get(key), new.get(key)) {
-            (None, Some(value)) => push_value(lines, &pad, "+", &palette.create, &label, value, palette),
-            (Some(value), None) => push_value(lines, &pad, "-", &palette.delete, &label, value, palette),
+            (None, Some(value)) => push_value(lines, &pad, "+", &palette.create, &label, value),
+            (Some(value), None) => push_value(lines, &pad, "-", &palette.delete, &label, value),
             (Some(a), Some(b)) if a == b => {
                 // Creates and deletes show everything; changes show what changes.
                 if matches!(action, Action::Create | Action::Delete) {
-                    push_value(lines, &pad, " ", &palette.dim, &label, b, palette);
+                    push_value(lines, &pad, " ", &palette.dim, &label, b);
                 } else {
                     hidden += 1;
                 }
             }
-            (Some(toml::Value::Table(a)), Some(toml::Value::Table(b))) if !is_reference(a) && !is_reference(b) => {
-                lines.push(format!("{pad}{} {label} = {{", palette.update.apply_to("~")));
+            (Some(toml::Value::Table(a)), Some(toml::Value::Table(b)))
+                if !is_reference(a) && !is_reference(b) =>
+            {
+                lines.push(format!(
+                    "{pad}{} {label} = {{",
+                    palette.update.apply_to("~")
+                ));
                 hidden += diff_tables(Some(a), Some(b), action, indent + 4, palette, lines);
                 lines.push(format!("{pad}  }}"));
             }
-            (Some(toml::Value::Array(a)), Some(toml::Value::Array(b))) if is_named_tables(a) && is_named_tables(b) => {
+            (Some(toml::Value::Array(a)), Some(toml::Value::Array(b)))
+                if is_named_tables(a) && is_named_tables(b) =>
+            {
                 lines.push(format!("{pad}{} {label} = [", palette.update.apply_to("~")));
                 hidden += diff_named(a, b, action, indent + 4, palette, lines);
                 lines.push(format!("{pad}  ]"));
@@ -204,15 +261,26 @@ fn diff_named(
     palette: &Palette,
     lines: &mut Vec<String>,
 ) -> usize {
-    let name = |v: &toml::Value| v.get("name").and_then(toml::Value::as_str).unwrap_or_default().to_string();
+    let name = |v: &toml::Value| {
+        v.get("name")
+            .and_then(toml::Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let mut names: Vec<String> = before.iter().chain(after).map(name).collect();
     names.sort();
     names.dedup();
     let pad = " ".repeat(indent);
     let mut hidden = 0;
     for entry in names {
-        let old = before.iter().find(|v| name(v) == entry).and_then(toml::Value::as_table);
-        let new = after.iter().find(|v| name(v) == entry).and_then(toml::Value::as_table);
+        let old = before
+            .iter()
+            .find(|v| name(v) == entry)
+            .and_then(toml::Value::as_table);
+        let new = after
+            .iter()
+            .find(|v| name(v) == entry)
+            .and_then(toml::Value::as_table);
         let (marker, style) = match (old, new) {
             (None, Some(_)) => ("+", &palette.create),
             (Some(_), None) => ("-", &palette.delete),
@@ -241,7 +309,6 @@ fn push_value(
     style: &Style,
     label: &str,
     value: &toml::Value,
-    palette: &Palette,
 ) {
     match value {
         toml::Value::Table(table) if !is_reference(table) => {
@@ -251,7 +318,14 @@ fn push_value(
             let width = keys.iter().map(|k| k.len()).max().unwrap_or(0);
             for key in keys {
                 let inner = format!("{key:<width$}");
-                push_value(lines, &format!("{pad}    "), marker, style, &inner, &table[key], palette);
+                push_value(
+                    lines,
+                    &format!("{pad}    "),
+                    marker,
+                    style,
+                    &inner,
+                    &table[key],
+                );
             }
             lines.push(format!("{pad}  }}"));
         }
@@ -265,14 +339,25 @@ fn push_value(
                     let width = keys.iter().map(|k| k.len()).max().unwrap_or(0);
                     for key in keys {
                         let inner = format!("{key:<width$}");
-                        push_value(lines, &format!("{pad}        "), marker, style, &inner, &table[key], palette);
+                        push_value(
+                            lines,
+                            &format!("{pad}        "),
+                            marker,
+                            style,
+                            &inner,
+                            &table[key],
+                        );
                     }
                 }
                 lines.push(format!("{pad}      }},"));
             }
             lines.push(format!("{pad}  ]"));
         }
-        _ => lines.push(format!("{pad}{} {label} = {}", style.apply_to(marker), inline(value))),
+        _ => lines.push(format!(
+            "{pad}{} {label} = {}",
+            style.apply_to(marker),
+            inline(value)
+        )),
     }
 }
 
@@ -282,7 +367,10 @@ fn is_reference(table: &toml::Table) -> bool {
 }
 
 fn is_named_tables(items: &[toml::Value]) -> bool {
-    !items.is_empty() && items.iter().all(|v| v.as_table().is_some_and(|t| t.contains_key("name")))
+    !items.is_empty()
+        && items
+            .iter()
+            .all(|v| v.as_table().is_some_and(|t| t.contains_key("name")))
 }
 
 /// Formats a value on one line.
@@ -295,7 +383,10 @@ fn inline(value: &toml::Value) -> String {
             format!("[{}]", parts.join(", "))
         }
         toml::Value::Table(table) => {
-            let parts: Vec<String> = table.iter().map(|(k, v)| format!("{k} = {}", inline(v))).collect();
+            let parts: Vec<String> = table
+                .iter()
+                .map(|(k, v)| format!("{k} = {}", inline(v)))
+                .collect();
             format!("{{ {} }}", parts.join(", "))
         }
         other => other.to_string(),

@@ -19,53 +19,94 @@ fn plan_error(name: &str, config: &str) -> String {
     let dir = workdir(name);
     std::fs::write(dir.join("linkplan.toml"), config).unwrap();
     let run = run_offline(&dir, &["plan"]).expect_code(1);
-    assert!(!dir.join("plans").exists(), "a plan folder was written for {name}");
+    assert!(
+        !dir.join("plans").exists(),
+        "a plan folder was written for {name}"
+    );
     run.stderr
 }
 
 #[test]
 fn missing_key() {
-    let stderr = plan_error("missing-key", &VALID.replace("vpc_id = \"vpc-0123456789abcdef0\"\n", ""));
-    assert!(stderr.contains("error: invalid config: missing key `vpc_id`"), "{stderr}");
+    let stderr = plan_error(
+        "missing-key",
+        &VALID.replace("vpc_id = \"vpc-0123456789abcdef0\"\n", ""),
+    );
+    assert!(
+        stderr.contains("error: invalid config: missing key `vpc_id`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("--> linkplan.toml:3:1"), "{stderr}");
     assert!(stderr.contains("help: add the key"), "{stderr}");
 }
 
 #[test]
 fn unknown_key() {
-    let stderr = plan_error("unknown-key", &VALID.replace("[hub]\n", "[hub]\nsubnet = \"x\"\n"));
-    assert!(stderr.contains("error: invalid config: unknown key `subnet`, expected one of"), "{stderr}");
+    let stderr = plan_error(
+        "unknown-key",
+        &VALID.replace("[hub]\n", "[hub]\nsubnet = \"x\"\n"),
+    );
+    assert!(
+        stderr.contains("error: invalid config: unknown key `subnet`, expected one of"),
+        "{stderr}"
+    );
     assert!(stderr.contains("--> linkplan.toml:4:1"), "{stderr}");
     assert!(stderr.contains("4 | subnet = \"x\""), "{stderr}");
 }
 
 #[test]
 fn wrong_type() {
-    let stderr = plan_error("wrong-type", &VALID.replace("region = \"us-east-1\"", "region = 1"));
-    assert!(stderr.contains("error: invalid config: invalid type: integer `1`, expected a string"), "{stderr}");
+    let stderr = plan_error(
+        "wrong-type",
+        &VALID.replace("region = \"us-east-1\"", "region = 1"),
+    );
+    assert!(
+        stderr.contains("error: invalid config: invalid type: integer `1`, expected a string"),
+        "{stderr}"
+    );
     assert!(stderr.contains("--> linkplan.toml:4:10"), "{stderr}");
-    assert!(stderr.contains("help: change the value to the expected type"), "{stderr}");
+    assert!(
+        stderr.contains("help: change the value to the expected type"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn duplicate_subnet() {
-    let stderr = plan_error("duplicate-subnet", &VALID.replace("abcdef1\"]", "abcdef0\"]"));
-    assert!(stderr.contains("error: duplicate `subnet-0123456789abcdef0` in `hub.subnet_ids`"), "{stderr}");
+    let stderr = plan_error(
+        "duplicate-subnet",
+        &VALID.replace("abcdef1\"]", "abcdef0\"]"),
+    );
+    assert!(
+        stderr.contains("error: duplicate `subnet-0123456789abcdef0` in `hub.subnet_ids`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("--> linkplan.toml:6:43"), "{stderr}");
     assert!(stderr.contains("help: list each id once"), "{stderr}");
 }
 
 #[test]
 fn malformed_id() {
-    let stderr = plan_error("malformed-id", &VALID.replace("vpc-0123456789abcdef0", "vpc-12"));
-    assert!(stderr.contains("error: invalid `hub.vpc_id` `vpc-12`"), "{stderr}");
+    let stderr = plan_error(
+        "malformed-id",
+        &VALID.replace("vpc-0123456789abcdef0", "vpc-12"),
+    );
+    assert!(
+        stderr.contains("error: invalid `hub.vpc_id` `vpc-12`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("--> linkplan.toml:5:10"), "{stderr}");
-    assert!(stderr.contains("help: use an id of the form vpc- followed by 8 or 17 hexadecimal digits"), "{stderr}");
+    assert!(
+        stderr.contains("help: use an id of the form vpc- followed by 8 or 17 hexadecimal digits"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn several_errors_reported_together() {
-    let config = VALID.replace("vpc-0123456789abcdef0", "vpc-12").replace("us-east-1", "useast1");
+    let config = VALID
+        .replace("vpc-0123456789abcdef0", "vpc-12")
+        .replace("us-east-1", "useast1");
     let stderr = plan_error("several-errors", &config);
     assert!(stderr.contains("invalid region `useast1`"), "{stderr}");
     assert!(stderr.contains("invalid `hub.vpc_id` `vpc-12`"), "{stderr}");
@@ -76,7 +117,12 @@ fn several_errors_reported_together() {
 fn missing_file() {
     let dir = workdir("missing-file");
     let run = run_offline(&dir, &["plan", "--config", "absent.toml"]).expect_code(1);
-    assert!(run.stderr.contains("error: failed to read config `absent.toml`"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("error: failed to read config `absent.toml`"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -84,5 +130,10 @@ fn validate_accepts_valid_config() {
     let dir = workdir("validate-ok");
     std::fs::write(dir.join("linkplan.toml"), VALID).unwrap();
     let run = run_offline(&dir, &["validate"]).expect_code(0);
-    assert!(run.stdout.contains("Config `linkplan.toml` is valid: stack `web`"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("Config `linkplan.toml` is valid: stack `web`"),
+        "{}",
+        run.stdout
+    );
 }

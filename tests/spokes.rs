@@ -9,7 +9,8 @@ use linkplan_testkit::{LocalVpc, VpcSpec, moto, unique_name};
 /// Reports whether `tags` carry `linkplan:stack` = `stack`. moto ignores `tag:` filters on
 /// peering connections, so tests check the tags themselves.
 fn of_stack(tags: &[aws_sdk_ec2::types::Tag], stack: &str) -> bool {
-    tags.iter().any(|t| t.key() == Some("linkplan:stack") && t.value() == Some(stack))
+    tags.iter()
+        .any(|t| t.key() == Some("linkplan:stack") && t.value() == Some(stack))
 }
 
 fn spoke_table(name: &str, spoke: &LocalVpc) -> String {
@@ -24,7 +25,10 @@ fn hub_with_routes(stack: &str, hub: &LocalVpc) -> String {
     let provider = moto().provider_side();
     hub_config(stack, hub, &provider).replace(
         "subnet_ids = [",
-        &format!("route_table_ids = [\"{}\"]\nsubnet_ids = [", hub.route_table_ids[0]),
+        &format!(
+            "route_table_ids = [\"{}\"]\nsubnet_ids = [",
+            hub.route_table_ids[0]
+        ),
     )
 }
 
@@ -32,22 +36,50 @@ fn hub_with_routes(stack: &str, hub: &LocalVpc) -> String {
 async fn spokes_in_two_regions() {
     let server = moto();
     let stack = unique_name("spokes");
-    let hub = server.vpc(VpcSpec::new("us-east-1", "10.40.0.0/16", &["use1-az1", "use1-az2"]));
-    let europe = server.vpc(VpcSpec::new("eu-west-1", "10.41.0.0/16", &["euw1-az1"]).dns_hostnames(false));
-    let oregon = server.vpc(VpcSpec::new("us-west-2", "10.42.0.0/16", &["usw2-az1"]).dns_hostnames(false));
+    let hub = server.vpc(VpcSpec::new(
+        "us-east-1",
+        "10.40.0.0/16",
+        &["use1-az1", "use1-az2"],
+    ));
+    let europe =
+        server.vpc(VpcSpec::new("eu-west-1", "10.41.0.0/16", &["euw1-az1"]).dns_hostnames(false));
+    let oregon =
+        server.vpc(VpcSpec::new("us-west-2", "10.42.0.0/16", &["usw2-az1"]).dns_hostnames(false));
     let dir = workdir(&stack);
-    let config = format!("{}{}{}", hub_with_routes(&stack, &hub), spoke_table("eu-web", &europe), spoke_table("us-app", &oregon));
+    let config = format!(
+        "{}{}{}",
+        hub_with_routes(&stack, &hub),
+        spoke_table("eu-web", &europe),
+        spoke_table("us-app", &oregon)
+    );
     write_config(&dir, &config);
 
     let planned = run(server, &dir, &["plan", "--out", "p.plan"]).expect_code(0);
-    assert!(planned.stdout.contains("# peering_acceptance.eu-web will be created (in eu-west-1)"), "{}", planned.stdout);
-    assert!(planned.stdout.contains("# zone_association.us-app will be created (in us-west-2)"), "{}", planned.stdout);
+    assert!(
+        planned
+            .stdout
+            .contains("# peering_acceptance.eu-web will be created (in eu-west-1)"),
+        "{}",
+        planned.stdout
+    );
+    assert!(
+        planned
+            .stdout
+            .contains("# zone_association.us-app will be created (in us-west-2)"),
+        "{}",
+        planned.stdout
+    );
     run(server, &dir, &["apply", "--auto-approve", "p.plan"]).expect_code(0);
 
     let hub_ec2 = server.ec2("us-east-1").await;
     let peerings = hub_ec2
         .describe_vpc_peering_connections()
-        .filters(Filter::builder().name("tag:linkplan:stack").values(&stack).build())
+        .filters(
+            Filter::builder()
+                .name("tag:linkplan:stack")
+                .values(&stack)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -65,10 +97,18 @@ async fn spokes_in_two_regions() {
             .find(|p| p.accepter_vpc_info().and_then(|v| v.vpc_id()) == Some(spoke.vpc_id.as_str()))
             .unwrap_or_else(|| panic!("no active peering to {}", spoke.vpc_id));
         let peering_id = peering.vpc_peering_connection_id().unwrap();
-        assert_eq!(peering.accepter_vpc_info().and_then(|v| v.region()), Some(spoke.region.as_str()));
+        assert_eq!(
+            peering.accepter_vpc_info().and_then(|v| v.region()),
+            Some(spoke.region.as_str())
+        );
 
         // Routes both ways: the spoke CIDR in the hub table, the hub CIDR in the spoke table.
-        let hub_table = hub_ec2.describe_route_tables().route_table_ids(&hub.route_table_ids[0]).send().await.unwrap();
+        let hub_table = hub_ec2
+            .describe_route_tables()
+            .route_table_ids(&hub.route_table_ids[0])
+            .send()
+            .await
+            .unwrap();
         let to_spoke = hub_table.route_tables()[0]
             .routes()
             .iter()
@@ -76,7 +116,12 @@ async fn spokes_in_two_regions() {
             .unwrap_or_else(|| panic!("no hub route to {spoke_cidr}"));
         assert_eq!(to_spoke.vpc_peering_connection_id(), Some(peering_id));
         let spoke_ec2 = server.ec2(&spoke.region).await;
-        let spoke_table = spoke_ec2.describe_route_tables().route_table_ids(&spoke.route_table_ids[0]).send().await.unwrap();
+        let spoke_table = spoke_ec2
+            .describe_route_tables()
+            .route_table_ids(&spoke.route_table_ids[0])
+            .send()
+            .await
+            .unwrap();
         let to_hub = spoke_table.route_tables()[0]
             .routes()
             .iter()
@@ -92,13 +137,23 @@ async fn spokes_in_two_regions() {
             .send()
             .await
             .unwrap();
-        assert_eq!(hostnames.enable_dns_hostnames().and_then(|v| v.value()), Some(true), "{}", spoke.vpc_id);
+        assert_eq!(
+            hostnames.enable_dns_hostnames().and_then(|v| v.value()),
+            Some(true),
+            "{}",
+            spoke.vpc_id
+        );
     }
 
     // The endpoints' group allows 443 from the hub and both spokes.
     let groups = hub_ec2
         .describe_security_groups()
-        .filters(Filter::builder().name("tag:linkplan:stack").values(&stack).build())
+        .filters(
+            Filter::builder()
+                .name("tag:linkplan:stack")
+                .values(&stack)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -113,7 +168,13 @@ async fn spokes_in_two_regions() {
 
     // The zone lists all three VPCs, each with its own region.
     let route53 = server.route53().await;
-    let zones = route53.list_hosted_zones_by_vpc().vpc_id(&hub.vpc_id).vpc_region("us-east-1".into()).send().await.unwrap();
+    let zones = route53
+        .list_hosted_zones_by_vpc()
+        .vpc_id(&hub.vpc_id)
+        .vpc_region("us-east-1".into())
+        .send()
+        .await
+        .unwrap();
     let zone_id = zones
         .hosted_zone_summaries()
         .iter()
@@ -124,7 +185,14 @@ async fn spokes_in_two_regions() {
     let mut vpcs: Vec<(String, String)> = zone
         .vpcs()
         .iter()
-        .map(|v| (v.vpc_id().unwrap_or_default().to_string(), v.vpc_region().map(|r| r.as_str().to_string()).unwrap_or_default()))
+        .map(|v| {
+            (
+                v.vpc_id().unwrap_or_default().to_string(),
+                v.vpc_region()
+                    .map(|r| r.as_str().to_string())
+                    .unwrap_or_default(),
+            )
+        })
         .collect();
     vpcs.sort();
     let mut expected = vec![
@@ -136,12 +204,27 @@ async fn spokes_in_two_regions() {
     assert_eq!(vpcs, expected);
 
     // A second plan has no changes; destroy removes everything.
-    run(server, &dir, &["plan", "--detailed-exitcode", "--out", "again.plan"]).expect_code(0);
-    run(server, &dir, &["plan", "--destroy", "--out", "destroy.plan"]).expect_code(0);
+    run(
+        server,
+        &dir,
+        &["plan", "--detailed-exitcode", "--out", "again.plan"],
+    )
+    .expect_code(0);
+    run(
+        server,
+        &dir,
+        &["plan", "--destroy", "--out", "destroy.plan"],
+    )
+    .expect_code(0);
     run(server, &dir, &["apply", "--auto-approve", "destroy.plan"]).expect_code(0);
     let after = hub_ec2
         .describe_vpc_peering_connections()
-        .filters(Filter::builder().name("tag:linkplan:stack").values(&stack).build())
+        .filters(
+            Filter::builder()
+                .name("tag:linkplan:stack")
+                .values(&stack)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -149,24 +232,49 @@ async fn spokes_in_two_regions() {
         .vpc_peering_connections()
         .iter()
         .filter(|p| of_stack(p.tags(), &stack))
-        .filter(|p| !matches!(p.status().and_then(|s| s.code()).map(|c| c.as_str()), Some("deleted" | "deleting")))
+        .filter(|p| {
+            !matches!(
+                p.status().and_then(|s| s.code()).map(|c| c.as_str()),
+                Some("deleted" | "deleting")
+            )
+        })
         .collect();
     assert!(left.is_empty(), "{left:?}");
-    let hub_table = hub_ec2.describe_route_tables().route_table_ids(&hub.route_table_ids[0]).send().await.unwrap();
-    let peering_routes: Vec<_> =
-        hub_table.route_tables()[0].routes().iter().filter(|r| r.vpc_peering_connection_id().is_some()).collect();
+    let hub_table = hub_ec2
+        .describe_route_tables()
+        .route_table_ids(&hub.route_table_ids[0])
+        .send()
+        .await
+        .unwrap();
+    let peering_routes: Vec<_> = hub_table.route_tables()[0]
+        .routes()
+        .iter()
+        .filter(|r| r.vpc_peering_connection_id().is_some())
+        .collect();
     assert!(peering_routes.is_empty(), "{peering_routes:?}");
-    assert!(route53.get_hosted_zone().id(&zone_id).send().await.is_err(), "zone {zone_id} still exists");
+    assert!(
+        route53.get_hosted_zone().id(&zone_id).send().await.is_err(),
+        "zone {zone_id} still exists"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn overlap_with_secondary_block_fails_plan() {
     let server = moto();
     let stack = unique_name("overlap");
-    let hub = server.vpc(VpcSpec::new("us-east-1", "10.50.0.0/16", &["use1-az1"]).secondary_cidr("10.51.0.0/16"));
+    let hub = server.vpc(
+        VpcSpec::new("us-east-1", "10.50.0.0/16", &["use1-az1"]).secondary_cidr("10.51.0.0/16"),
+    );
     let spoke = server.vpc(VpcSpec::new("eu-west-1", "10.51.128.0/17", &["euw1-az1"]));
     let dir = workdir(&stack);
-    write_config(&dir, &format!("{}{}", hub_with_routes(&stack, &hub), spoke_table("eu", &spoke)));
+    write_config(
+        &dir,
+        &format!(
+            "{}{}",
+            hub_with_routes(&stack, &hub),
+            spoke_table("eu", &spoke)
+        ),
+    );
 
     let failed = run(server, &dir, &["plan", "--out", "p.plan"]).expect_code(1);
     let expected = format!(
@@ -181,14 +289,25 @@ async fn overlap_with_secondary_block_fails_plan() {
 async fn conflicting_route_fails_and_identical_is_kept() {
     let server = moto();
     let stack = unique_name("routes");
-    let hub = server.vpc(VpcSpec::new("us-east-1", "10.60.0.0/16", &["use1-az1"]).internet_gateway());
+    let hub =
+        server.vpc(VpcSpec::new("us-east-1", "10.60.0.0/16", &["use1-az1"]).internet_gateway());
     let spoke = server.vpc(VpcSpec::new("eu-west-1", "10.61.0.0/16", &["euw1-az1"]));
     let dir = workdir(&stack);
-    write_config(&dir, &format!("{}{}", hub_with_routes(&stack, &hub), spoke_table("eu", &spoke)));
+    write_config(
+        &dir,
+        &format!(
+            "{}{}",
+            hub_with_routes(&stack, &hub),
+            spoke_table("eu", &spoke)
+        ),
+    );
 
     // A route to the spoke's CIDR over another target makes the plan fail, naming it.
     let hub_ec2 = server.ec2("us-east-1").await;
-    let gateway = hub.internet_gateway_id.clone().expect("the fixture made a gateway");
+    let gateway = hub
+        .internet_gateway_id
+        .clone()
+        .expect("the fixture made a gateway");
     hub_ec2
         .create_route()
         .route_table_id(&hub.route_table_ids[0])
@@ -198,7 +317,10 @@ async fn conflicting_route_fails_and_identical_is_kept() {
         .await
         .unwrap();
     let failed = run(server, &dir, &["plan", "--out", "p.plan"]).expect_code(1);
-    let expected = format!("error: route table `{}` already routes 10.61.0.0/16 to `{gateway}`", hub.route_table_ids[0]);
+    let expected = format!(
+        "error: route table `{}` already routes 10.61.0.0/16 to `{gateway}`",
+        hub.route_table_ids[0]
+    );
     assert!(failed.stderr.contains(&expected), "{}", failed.stderr);
     assert!(!dir.join("p.plan").exists());
 
@@ -212,6 +334,11 @@ async fn conflicting_route_fails_and_identical_is_kept() {
         .unwrap();
     run(server, &dir, &["plan", "--out", "p.plan"]).expect_code(0);
     run(server, &dir, &["apply", "--auto-approve", "p.plan"]).expect_code(0);
-    let again = run(server, &dir, &["plan", "--detailed-exitcode", "--out", "q.plan"]).expect_code(0);
+    let again = run(
+        server,
+        &dir,
+        &["plan", "--detailed-exitcode", "--out", "q.plan"],
+    )
+    .expect_code(0);
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
 }

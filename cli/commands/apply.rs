@@ -1,4 +1,4 @@
-//! `linkplan apply`: executes a reviewed plan file exactly, or refuses it.
+//! `linkplan apply`: executes a reviewed plan file exactly, or rejects it.
 //!
 //! Before its first mutation, apply checks, in order: the file's version and digest, that the
 //! plan was not applied already, the confirmation, the AWS endpoint and accounts, the stack's
@@ -19,13 +19,21 @@ use crate::progress::LinePrinter;
 use crate::render::{self, Palette};
 
 pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Result<u8, CliError> {
-    let plan = plan_file::read(&args.plan).map_err(|e| CliError::new(e.to_string()).help(e.help()))?;
+    let plan =
+        plan_file::read(&args.plan).map_err(|e| CliError::new(e.to_string()).help(e.help()))?;
     let plan_id = plan.id();
     let backend = LocalBackend::beside(&args.plan);
     let backend_error = |e: linkplan_engine::journal::BackendError| CliError::new(e.to_string());
-    if backend.is_applied(&plan.stack_name, &plan_id).await.map_err(backend_error)? {
-        return Err(CliError::new(format!("plan `{}` (id {plan_id}) was already applied", args.plan.display()))
-            .help("run `linkplan plan` to see what is left to change, and apply the new plan"));
+    if backend
+        .is_applied(&plan.stack_name, &plan_id)
+        .await
+        .map_err(backend_error)?
+    {
+        return Err(CliError::new(format!(
+            "plan `{}` (id {plan_id}) was already applied",
+            args.plan.display()
+        ))
+        .help("run `linkplan plan` to see what is left to change, and apply the new plan"));
     }
 
     print!("{}", render::plan_text(&plan, palette));
@@ -39,7 +47,10 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
     // The plan must run against the endpoint and accounts it was made against.
     let provider = super::provider(&plan.stack, global).await?;
     if provider.endpoint_url() != plan.endpoint_url {
-        let describe = |url: &Option<String>| url.clone().unwrap_or_else(|| "the AWS default endpoints".to_string());
+        let describe = |url: &Option<String>| {
+            url.clone()
+                .unwrap_or_else(|| "the AWS default endpoints".to_string())
+        };
         return Err(CliError::new(format!(
             "plan `{}` was made against {}, but this apply would call {}",
             args.plan.display(),
@@ -51,7 +62,8 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
 
     let holder = Holder::current();
     let _lock = backend.lock(&plan.stack_name, &holder).await.map_err(|e| {
-        CliError::new(e.to_string()).help("wait for that run to finish; if it died, remove the lock file under .linkplan/")
+        CliError::new(e.to_string())
+            .help("wait for that run to finish; if it died, remove the lock file under .linkplan/")
     })?;
 
     eprintln!("Reading the live state again to check that the plan is still current...");
@@ -86,21 +98,32 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
         .help("run `linkplan plan` again and review the new plan"));
     }
 
-    let mut journal = backend.journal(&plan.stack_name, &plan_id).await.map_err(backend_error)?;
+    let mut journal = backend
+        .journal(&plan.stack_name, &plan_id)
+        .await
+        .map_err(backend_error)?;
     eprintln!("Journal: {}", journal.location());
     journal
-        .append(&Entry::Started { plan_id: plan_id.clone(), stack: plan.stack_name.clone(), holder })
+        .append(&Entry::Started {
+            plan_id: plan_id.clone(),
+            stack: plan.stack_name.clone(),
+            holder,
+        })
         .await
         .map_err(backend_error)?;
 
     let (cancel_sender, cancel) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nInterrupted: finishing the steps in flight, then rolling back. Press Ctrl-C again to exit at once.");
+            eprintln!(
+                "\nInterrupted: finishing the steps in flight, then rolling back. Press Ctrl-C again to exit at once."
+            );
             let _ = cancel_sender.send(true);
         }
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("Exiting at once; the journal is kept for `linkplan apply --resume` or `linkplan rollback`.");
+            eprintln!(
+                "Exiting at once; the journal is kept for `linkplan apply --resume` or `linkplan rollback`."
+            );
             std::process::exit(i32::from(exit::INTERRUPTED));
         }
     });
@@ -112,12 +135,18 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
     };
     let observer = Arc::new(LinePrinter::new(palette.clone()));
     let executor = Executor::new(provider, observer, options, cancel);
-    let report = executor.apply(&plan, journal.as_mut()).await.map_err(|e| CliError::new(e.to_string()))?;
+    let report = executor
+        .apply(&plan, journal.as_mut())
+        .await
+        .map_err(|e| CliError::new(e.to_string()))?;
 
     print_report(&report, palette);
     match report.outcome() {
         Outcome::Applied => {
-            backend.record_applied(&plan.stack_name, &plan_id).await.map_err(backend_error)?;
+            backend
+                .record_applied(&plan.stack_name, &plan_id)
+                .await
+                .map_err(backend_error)?;
             Ok(exit::OK)
         }
         Outcome::RolledBack => Ok(exit::ROLLED_BACK),
@@ -125,11 +154,13 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
     }
 }
 
-/// Asks for `yes` on the terminal; refuses when there is no terminal to ask on.
+/// Asks for `yes` on the terminal, and rejects the apply when no terminal is attached.
 fn confirm(plan: &Plan) -> Result<(), CliError> {
     if !std::io::stdin().is_terminal() {
-        return Err(CliError::new("apply needs confirmation, but no terminal is attached")
-            .help("review the plan, then run apply again with --auto-approve"));
+        return Err(
+            CliError::new("apply needs confirmation, but no terminal is attached")
+                .help("review the plan, then run apply again with --auto-approve"),
+        );
     }
     eprint!(
         "\nDo you want to perform these actions on stack `{}`?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ",
@@ -137,9 +168,14 @@ fn confirm(plan: &Plan) -> Result<(), CliError> {
     );
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).map_err(|e| CliError::new(format!("failed to read the answer: {e}")))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::new(format!("failed to read the response: {e}")))?;
     if answer.trim() != "yes" {
-        return Err(CliError::new("apply cancelled: the answer was not `yes`; nothing was changed"));
+        return Err(CliError::new(
+            "apply cancelled because the response was not `yes`; nothing was changed",
+        ));
     }
     Ok(())
 }
@@ -148,7 +184,11 @@ fn print_report(report: &ApplyReport, palette: &Palette) {
     eprintln!();
     match report.outcome() {
         Outcome::Applied => {
-            eprintln!("{} {} steps completed.", palette.create.apply_to("Apply complete!"), report.completed.len());
+            eprintln!(
+                "{} {} steps completed.",
+                palette.create.apply_to("Apply complete!"),
+                report.completed.len()
+            );
         }
         outcome => {
             for (address, error) in &report.failed {
@@ -158,14 +198,19 @@ fn print_report(report: &ApplyReport, palette: &Palette) {
                 eprintln!("The apply was interrupted.");
             }
             if !report.rolled_back.is_empty() {
-                let list: Vec<String> = report.rolled_back.iter().map(ToString::to_string).collect();
+                let list: Vec<String> =
+                    report.rolled_back.iter().map(ToString::to_string).collect();
                 eprintln!("Rolled back: {}", list.join(", "));
             }
             for (address, reason) in &report.not_rolled_back {
-                eprintln!("{} {address} could not be rolled back: {reason}", palette.delete.apply_to("warning:"));
+                eprintln!(
+                    "{} {address} could not be rolled back: {reason}",
+                    palette.delete.apply_to("warning:")
+                );
             }
             if !report.not_started.is_empty() {
-                let list: Vec<String> = report.not_started.iter().map(ToString::to_string).collect();
+                let list: Vec<String> =
+                    report.not_started.iter().map(ToString::to_string).collect();
                 eprintln!("Not started: {}", list.join(", "));
             }
             if outcome == Outcome::RolledBack {

@@ -16,8 +16,13 @@ use crate::error::CliError;
 
 /// Builds the AWS provider for every context of `stack`.
 pub async fn provider(stack: &Stack, global: &GlobalArgs) -> Result<Arc<dyn Provider>, CliError> {
-    let options = ProviderOptions { endpoint_url: global.endpoint_url.clone(), ..ProviderOptions::default() };
-    let provider = AwsProvider::new(&stack.contexts(), &options).await.map_err(aws_error)?;
+    let options = ProviderOptions {
+        endpoint_url: global.endpoint_url.clone(),
+        ..ProviderOptions::default()
+    };
+    let provider = AwsProvider::new(&stack.contexts(), &options)
+        .await
+        .map_err(aws_error)?;
     Ok(Arc::new(provider))
 }
 
@@ -25,9 +30,15 @@ pub async fn provider(stack: &Stack, global: &GlobalArgs) -> Result<Arc<dyn Prov
 pub fn aws_error(error: ProviderError) -> CliError {
     use linkplan_engine::provider::ErrorKind;
     let help = match error.kind {
-        ErrorKind::Unauthorized => "check the credentials and that their IAM policy allows the call (`linkplan iam-policy` lists what linkplan calls)",
-        ErrorKind::Timeout | ErrorKind::Transient => "check the network path to the AWS endpoint, then run the command again",
-        ErrorKind::Throttled => "the account's API rate limit was hit; run the command again in a minute",
+        ErrorKind::Unauthorized => {
+            "check the credentials and that their IAM policy allows the call (`linkplan iam-policy` lists what linkplan calls)"
+        }
+        ErrorKind::Timeout | ErrorKind::Transient => {
+            "check the network path to the AWS endpoint, then run the command again"
+        }
+        ErrorKind::Throttled => {
+            "the account's API rate limit was hit; run the command again in a minute"
+        }
         _ => "see the AWS error above; docs/troubleshooting.md lists common codes",
     };
     CliError::new(error.to_string()).help(help)

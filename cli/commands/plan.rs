@@ -31,7 +31,11 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
 
     // 3. Checks that need the live state; any error stops the plan before a file is written.
     let mut findings = checks::check(&stack, &observed);
-    let mode = if args.destroy { Mode::Destroy } else { Mode::Apply };
+    let mode = if args.destroy {
+        Mode::Destroy
+    } else {
+        Mode::Apply
+    };
     let planned = match planner::plan(&stack, &observed, mode) {
         Ok(planned) => Some(planned),
         Err(errors) => {
@@ -46,7 +50,8 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
         eprintln!("{warning}\n");
     }
     if findings.has_errors() {
-        let errors = linkplan_engine::diagnostics::Diagnostics(findings.errors().cloned().collect());
+        let errors =
+            linkplan_engine::diagnostics::Diagnostics(findings.errors().cloned().collect());
         return Err(CliError::diagnostics(&errors));
     }
     let planned = planned.expect("a plan without errors has steps");
@@ -56,7 +61,11 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
     let order = graph.order().map_err(|e| CliError::new(e.to_string()))?;
     let mut steps: Vec<Step> = Vec::with_capacity(order.len());
     for address in &order {
-        let step = planned.steps.iter().find(|s| &s.address == address).expect("ordered steps exist");
+        let step = planned
+            .steps
+            .iter()
+            .find(|s| &s.address == address)
+            .expect("ordered steps exist");
         steps.push(step.clone());
     }
     let mut unchanged = planned.unchanged;
@@ -67,7 +76,10 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
     let accounts = observed
         .identities
         .iter()
-        .map(|(context, identity)| PlanAccount { context: context.clone(), account_id: identity.account_id.clone() })
+        .map(|(context, identity)| PlanAccount {
+            context: context.clone(),
+            account_id: identity.account_id.clone(),
+        })
         .collect();
     let plan = Plan {
         format_version: FORMAT_VERSION,
@@ -85,14 +97,25 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
         observed: observed.fingerprints(),
     };
     print!("{}", render::plan_text(&plan, palette));
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("plans").join(format!("{}.plan", stack.name)));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("plans").join(format!("{}.plan", stack.name)));
     plan_file::write(&out, &plan).map_err(|e| CliError::new(e.to_string()).help(e.help()))?;
     if plan.summary.has_changes() {
-        eprintln!("\nPlan written to {}. Review it, then run: linkplan apply {}", out.display(), out.display());
+        eprintln!(
+            "\nPlan written to {}. Review it, then run: linkplan apply {}",
+            out.display(),
+            out.display()
+        );
     } else {
         eprintln!("\nPlan written to {}.", out.display());
     }
 
-    let code = if args.detailed_exitcode && plan.summary.has_changes() { exit::CHANGES } else { exit::OK };
+    let code = if args.detailed_exitcode && plan.summary.has_changes() {
+        exit::CHANGES
+    } else {
+        exit::OK
+    };
     Ok(code)
 }

@@ -8,7 +8,8 @@ use crate::exit;
 use crate::render::{self, Palette};
 
 pub fn run(args: &ShowArgs, palette: &Palette) -> Result<u8, CliError> {
-    let plan = plan_file::read(&args.plan).map_err(|e| CliError::new(e.to_string()).help(e.help()))?;
+    let plan =
+        plan_file::read(&args.plan).map_err(|e| CliError::new(e.to_string()).help(e.help()))?;
     match args.format {
         Format::Text => print!("{}", render::plan_text(&plan, palette)),
         Format::Json => print!("{}", render::plan_json(&plan)),

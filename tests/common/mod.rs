@@ -38,13 +38,19 @@ impl Run {
 /// Returns a `linkplan` command aimed at `server`, with stdin closed and color off.
 pub fn linkplan(server: &MotoServer, directory: &Path) -> Command {
     let mut command = server.command(env!("CARGO_BIN_EXE_linkplan"));
-    command.current_dir(directory).stdin(Stdio::null()).env("NO_COLOR", "1");
+    command
+        .current_dir(directory)
+        .stdin(Stdio::null())
+        .env("NO_COLOR", "1");
     command
 }
 
 /// Runs `linkplan ARGS` in `directory` against `server`.
 pub fn run(server: &MotoServer, directory: &Path, args: &[&str]) -> Run {
-    let output = linkplan(server, directory).args(args).output().expect("linkplan runs");
+    let output = linkplan(server, directory)
+        .args(args)
+        .output()
+        .expect("linkplan runs");
     Run::from(output)
 }
 
@@ -96,13 +102,19 @@ pub fn write_config(directory: &Path, text: &str) -> PathBuf {
 /// Compares `actual` with the golden file `tests/golden/NAME`, or rewrites the file when
 /// `LINKPLAN_UPDATE_GOLDEN` is set.
 pub fn assert_golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     if std::env::var_os("LINKPLAN_UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, actual).expect("golden file is written");
         return;
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("golden file {} is unreadable ({e}); run with LINKPLAN_UPDATE_GOLDEN=1", path.display()));
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "golden file {} is unreadable ({e}); run with LINKPLAN_UPDATE_GOLDEN=1",
+            path.display()
+        )
+    });
     if expected != actual {
         let diff = similar::TextDiff::from_lines(&expected, actual);
         panic!(
@@ -117,5 +129,9 @@ pub fn assert_golden(name: &str, actual: &str) {
 pub fn redact(text: &str, replacements: &[(&str, &str)]) -> String {
     let mut pairs = replacements.to_vec();
     pairs.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
-    pairs.iter().fold(text.to_string(), |text, (value, placeholder)| text.replace(value, placeholder))
+    pairs
+        .iter()
+        .fold(text.to_string(), |text, (value, placeholder)| {
+            text.replace(value, placeholder)
+        })
 }
