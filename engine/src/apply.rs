@@ -36,7 +36,7 @@ use crate::step::{Action, Step};
 /// Settings of one apply.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
-    /// Steps running at once, at most.
+    /// Steps running at once, at most. Zero counts as one.
     pub parallelism: usize,
     /// How long one step may wait for its object (endpoint `available`, ...).
     pub wait_timeout: Duration,
@@ -46,7 +46,11 @@ pub struct ApplyOptions {
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { parallelism: 8, wait_timeout: Duration::from_secs(600), rollback: true }
+        ApplyOptions {
+            parallelism: 8,
+            wait_timeout: Duration::from_secs(600),
+            rollback: true,
+        }
     }
 }
 
@@ -81,7 +85,8 @@ pub struct ApplyReport {
     pub not_started: Vec<Address>,
     /// Steps undone, in the order they were undone.
     pub rolled_back: Vec<Address>,
-    /// Steps whose undo failed or that cannot be undone, with the reason.
+    /// Steps whose undo failed or that cannot be undone, with the reason. With rollback off,
+    /// the failed creates, which may have made an object.
     pub not_rolled_back: Vec<(Address, String)>,
     /// Whether the run stopped because it was cancelled.
     pub cancelled: bool,
@@ -149,7 +154,12 @@ impl Executor {
         options: ApplyOptions,
         cancel: watch::Receiver<bool>,
     ) -> Self {
-        Executor { provider, observer, options, cancel }
+        Executor {
+            provider,
+            observer,
+            options,
+            cancel,
+        }
     }
 
     /// Applies `plan`, journaling into `journal`. Steps the journal already shows as completed
@@ -158,7 +168,11 @@ impl Executor {
     /// # Errors
     /// The plan's steps cannot be ordered, or the journal cannot be written; in the second
     /// case the run stops before its next call.
-    pub async fn apply(&self, plan: &Plan, journal: &mut dyn Journal) -> Result<ApplyReport, ApplyError> {
+    pub async fn apply(
+        &self,
+        plan: &Plan,
+        journal: &mut dyn Journal,
+    ) -> Result<ApplyReport, ApplyError> {
         let plan_id = plan.id();
         let graph = StepGraph::new(&plan.steps)?;
         let order = graph.order()?;
@@ -172,7 +186,10 @@ impl Executor {
                 Entry::Intent { address, step, .. } => {
                     resolved.insert(address, *step);
                 }
-                Entry::Completed { address, outputs: done } => {
+                Entry::Completed {
+                    address,
+                    outputs: done,
+                } => {
                     report.completed.push(address.clone());
                     outputs.insert(address, done);
                 }
@@ -184,10 +201,18 @@ impl Executor {
             }
         }
 
-        let mut pending: BTreeSet<Address> = order.iter().filter(|a| !outputs.contains_key(*a)).cloned().collect();
+        let mut pending: BTreeSet<Address> = order
+            .iter()
+            .filter(|a| !outputs.contains_key(*a))
+            .cloned()
+            .collect();
         let mut running: JoinSet<Finished> = JoinSet::new();
         let mut cancel = self.cancel.clone();
+        // A closed channel can never cancel, and its `changed()` is ready at once, forever.
+        let mut cancel_open = true;
         let mut stopping = false;
+        // Zero would start nothing and report the untouched plan as applied.
+        let parallelism = self.options.parallelism.max(1);
 
         loop {
             if !stopping && *cancel.borrow() {
@@ -199,7 +224,7 @@ impl Executor {
                     .iter()
                     .filter(|a| pending.contains(*a))
                     .filter(|a| steps[a].depends_on.iter().all(|d| outputs.contains_key(d)))
-                    .take(self.options.parallelism.saturating_sub(running.len()))
+                    .take(parallelism.saturating_sub(running.len()))
                     .cloned()
                     .collect();
                 for address in ready {
@@ -212,9 +237,16 @@ impl Executor {
                                 "linkplan",
                                 "resolve",
                                 &steps[&address].context.region,
-                                format!("step {address} needs {missing}, which that step did not return"),
+                                format!(
+                                    "step {address} needs {missing}, which that step did not return"
+                                ),
                             );
-                            journal.append(&Entry::Failed { address: address.clone(), error: error.to_string() }).await?;
+                            journal
+                                .append(&Entry::Failed {
+                                    address: address.clone(),
+                                    error: error.to_string(),
+                                })
+                                .await?;
                             report.failed.push((address, error));
                             stopping = true;
                             break;
@@ -222,7 +254,11 @@ impl Executor {
                     };
                     let token = idempotency_token(&plan_id, &address);
                     journal
-                        .append(&Entry::Intent { address: address.clone(), token: token.clone(), step: Box::new(step.clone()) })
+                        .append(&Entry::Intent {
+                            address: address.clone(),
+                            token: token.clone(),
+                            step: Box::new(step.clone()),
+                        })
                         .await?;
                     resolved.insert(address.clone(), step.clone());
                     self.observer.step_started(&step);
@@ -231,10 +267,23 @@ impl Executor {
                     let stack = plan.stack_name.clone();
                     let wait_timeout = self.options.wait_timeout;
                     running.spawn(async move {
-                        let progress = ProgressRelay { observer, address: address.clone() };
-                        let request = StepRequest { step: &step, stack: &stack, token: &token, wait_timeout, progress: &progress };
+                        let progress = ProgressRelay {
+                            observer,
+                            address: address.clone(),
+                        };
+                        let request = StepRequest {
+                            step: &step,
+                            stack: &stack,
+                            token: &token,
+                            wait_timeout,
+                            progress: &progress,
+                        };
                         let result = provider.apply(&request).await;
-                        Finished { address, step, result }
+                        Finished {
+                            address,
+                            step,
+                            result,
+                        }
                     });
                 }
             }
@@ -244,36 +293,76 @@ impl Executor {
 
             let finished = tokio::select! {
                 joined = running.join_next() => joined.expect("the set is not empty"),
-                _ = cancel.changed(), if !stopping => continue,
+                changed = cancel.changed(), if !stopping && cancel_open => {
+                    cancel_open = changed.is_ok();
+                    continue;
+                }
             };
             let finished = match finished {
                 Ok(finished) => finished,
                 Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
             };
-            self.observer.step_finished(&finished.step, finished.result.as_ref());
+            self.observer
+                .step_finished(&finished.step, finished.result.as_ref());
             match finished.result {
                 Ok(done) => {
-                    journal.append(&Entry::Completed { address: finished.address.clone(), outputs: done.clone() }).await?;
+                    journal
+                        .append(&Entry::Completed {
+                            address: finished.address.clone(),
+                            outputs: done.clone(),
+                        })
+                        .await?;
                     report.completed.push(finished.address.clone());
                     outputs.insert(finished.address, done);
                 }
                 Err(error) => {
-                    journal.append(&Entry::Failed { address: finished.address.clone(), error: error.to_string() }).await?;
+                    journal
+                        .append(&Entry::Failed {
+                            address: finished.address.clone(),
+                            error: error.to_string(),
+                        })
+                        .await?;
                     report.failed.push((finished.address, error));
                     stopping = true;
                 }
             }
         }
 
-        report.not_started = order.iter().filter(|a| pending.contains(*a)).cloned().collect();
+        report.not_started = order
+            .iter()
+            .filter(|a| pending.contains(*a))
+            .cloned()
+            .collect();
         if report.failed.is_empty() && !report.cancelled {
-            journal.append(&Entry::Finished { outcome: Outcome::Applied }).await?;
+            journal
+                .append(&Entry::Finished {
+                    outcome: Outcome::Applied,
+                })
+                .await?;
             return Ok(report);
         }
         if self.options.rollback {
-            self.roll_back(plan, &mut report, &resolved, &outputs, journal).await?;
+            self.roll_back(plan, &mut report, &resolved, &outputs, journal)
+                .await?;
+        } else {
+            // A failed create may have made its object, and nothing looks for it.
+            for (address, _) in &report.failed {
+                let creates = resolved
+                    .get(address)
+                    .is_some_and(|s| matches!(s.action, Action::Create | Action::Replace));
+                if creates {
+                    let reason = "rollback is off, so nothing looked for what this create made";
+                    report
+                        .not_rolled_back
+                        .push((address.clone(), reason.to_string()));
+                }
+            }
         }
-        journal.append(&Entry::Finished { outcome: report.outcome() }).await?;
+        journal
+            .append(&Entry::Finished {
+                outcome: report.outcome(),
+            })
+            .await?;
         Ok(report)
     }
 
@@ -288,14 +377,22 @@ impl Executor {
         journal: &mut dyn Journal,
     ) -> Result<(), BackendError> {
         let plan_id = plan.id();
-        let mut undo: Vec<(Address, Option<Outputs>)> =
-            report.completed.iter().rev().map(|a| (a.clone(), outputs.get(a).cloned())).collect();
+        let mut undo: Vec<(Address, Option<Outputs>)> = report
+            .completed
+            .iter()
+            .rev()
+            .map(|a| (a.clone(), outputs.get(a).cloned()))
+            .collect();
         // A failed create may still have made its object; it is looked up and removed first,
         // since anything that depends on it never ran.
         let failed_creates: Vec<Address> = report
             .failed
             .iter()
-            .filter(|(a, _)| resolved.get(a).is_some_and(|s| matches!(s.action, Action::Create | Action::Replace)))
+            .filter(|(a, _)| {
+                resolved
+                    .get(a)
+                    .is_some_and(|s| matches!(s.action, Action::Create | Action::Replace))
+            })
             .map(|(a, _)| a.clone())
             .collect();
         for address in failed_creates.into_iter().rev() {
@@ -303,9 +400,14 @@ impl Executor {
         }
 
         for (address, known_outputs) in undo {
-            let Some(step) = resolved.get(&address) else { continue };
+            let Some(step) = resolved.get(&address) else {
+                continue;
+            };
             let token = idempotency_token(&plan_id, &address);
-            let progress = ProgressRelay { observer: Arc::clone(&self.observer), address: address.clone() };
+            let progress = ProgressRelay {
+                observer: Arc::clone(&self.observer),
+                address: address.clone(),
+            };
             let request = StepRequest {
                 step,
                 stack: &plan.stack_name,
@@ -319,27 +421,46 @@ impl Executor {
                     Ok(Some(found)) => found,
                     Ok(None) => continue,
                     Err(error) => {
-                        report.not_rolled_back.push((address, format!("could not look for what it created: {error}")));
+                        report.not_rolled_back.push((
+                            address,
+                            format!("could not look for what it created: {error}"),
+                        ));
                         continue;
                     }
                 },
             };
             if step.action == Action::Delete && !undoable_delete(step) {
-                report.not_rolled_back.push((address, "a deleted object cannot be restored".to_string()));
+                report
+                    .not_rolled_back
+                    .push((address, "a deleted object cannot be restored".to_string()));
                 continue;
             }
-            journal.append(&Entry::UndoIntent { address: address.clone() }).await?;
+            journal
+                .append(&Entry::UndoIntent {
+                    address: address.clone(),
+                })
+                .await?;
             self.observer.undo_started(&address);
             let result = self.provider.undo(&request, &step_outputs).await;
-            self.observer.undo_finished(&address, result.as_ref().map(|_| ()));
+            self.observer
+                .undo_finished(&address, result.as_ref().map(|_| ()));
             match result {
                 Ok(()) => {
-                    journal.append(&Entry::Undone { address: address.clone() }).await?;
+                    journal
+                        .append(&Entry::Undone {
+                            address: address.clone(),
+                        })
+                        .await?;
                     report.completed.retain(|a| *a != address);
                     report.rolled_back.push(address);
                 }
                 Err(error) => {
-                    journal.append(&Entry::UndoFailed { address: address.clone(), error: error.to_string() }).await?;
+                    journal
+                        .append(&Entry::UndoFailed {
+                            address: address.clone(),
+                            error: error.to_string(),
+                        })
+                        .await?;
                     report.not_rolled_back.push((address, error.to_string()));
                 }
             }
@@ -351,7 +472,10 @@ impl Executor {
 /// Reports whether the delete `step` can be reversed: only revoking an association
 /// authorization, which can be granted again.
 fn undoable_delete(step: &Step) -> bool {
-    matches!(step.before, Some(crate::resource::Resource::AssociationAuthorization(_)))
+    matches!(
+        step.before,
+        Some(crate::resource::Resource::AssociationAuthorization(_))
+    )
 }
 
 /// Returns `step` with every reference replaced by the output it names.
@@ -361,8 +485,12 @@ fn undoable_delete(step: &Step) -> bool {
 /// referenced step first, so this means a provider left an output out.
 fn resolve(step: &Step, outputs: &BTreeMap<Address, Outputs>) -> Result<Step, String> {
     let mut step = step.clone();
-    let lookup = |from: &Address, output: &str| outputs.get(from).and_then(|o| o.get(output)).cloned();
-    for resource in [step.before.as_mut(), step.after.as_mut()].into_iter().flatten() {
+    let lookup =
+        |from: &Address, output: &str| outputs.get(from).and_then(|o| o.get(output)).cloned();
+    for resource in [step.before.as_mut(), step.after.as_mut()]
+        .into_iter()
+        .flatten()
+    {
         resource.resolve(&lookup)?;
     }
     Ok(step)

@@ -28,8 +28,11 @@ fn check_subnets(stack: &Stack, observed: &Observed, findings: &mut Diagnostics)
     for subnet_id in &hub.subnet_ids {
         let Some(subnet) = observed.subnet(subnet_id) else {
             findings.push(
-                Diagnostic::error(format!("subnet `{subnet_id}` of `hub.subnet_ids` not found in {}", hub.region))
-                    .with_help("check the subnet id; it must be a subnet of the hub VPC"),
+                Diagnostic::error(format!(
+                    "subnet `{subnet_id}` of `hub.subnet_ids` not found in {}",
+                    hub.region
+                ))
+                .with_help("check the subnet id; it must be a subnet of the hub VPC"),
             );
             continue;
         };
@@ -97,10 +100,16 @@ fn check_services(stack: &Stack, observed: &Observed, findings: &mut Diagnostics
 
 fn check_security_groups(stack: &Stack, observed: &Observed, findings: &mut Diagnostics) {
     for group_id in &stack.hub.security_group_ids {
-        let Some(group) = observed.security_groups.iter().find(|g| &g.group_id == group_id) else {
+        let Some(group) = observed
+            .security_groups
+            .iter()
+            .find(|g| &g.group_id == group_id)
+        else {
             findings.push(
-                Diagnostic::error(format!("security group `{group_id}` of `hub.security_group_ids` not found"))
-                    .with_help("check the group id, or remove the key to let linkplan manage a group"),
+                Diagnostic::error(format!(
+                    "security group `{group_id}` of `hub.security_group_ids` not found"
+                ))
+                .with_help("check the group id, or remove the key to let linkplan manage a group"),
             );
             continue;
         };
@@ -116,7 +125,10 @@ fn check_security_groups(stack: &Stack, observed: &Observed, findings: &mut Diag
     }
     for group in &observed.security_groups {
         let listed = stack.hub.security_group_ids.contains(&group.group_id);
-        let managed = group.tags.get(crate::resource::TAG_STACK).is_some_and(|s| *s == stack.name);
+        let managed = group
+            .tags
+            .get(crate::resource::TAG_STACK)
+            .is_some_and(|s| *s == stack.name);
         if !(listed || managed && !stack.hub.manages_security_group()) {
             continue;
         }
@@ -134,7 +146,9 @@ fn check_security_groups(stack: &Stack, observed: &Observed, findings: &mut Diag
     }
     if !stack.hub.manages_security_group() {
         for spoke in &stack.spokes {
-            let Some(vpc) = observed.vpc(&spoke.vpc_id) else { continue };
+            let Some(vpc) = observed.vpc(&spoke.vpc_id) else {
+                continue;
+            };
             for cidr in &vpc.cidrs {
                 let allowed = observed
                     .security_groups
@@ -144,8 +158,13 @@ fn check_security_groups(stack: &Stack, observed: &Observed, findings: &mut Diag
                     .any(|p| {
                         let port = i32::from(WORKLOAD_SECURITY.port);
                         let port_open = p.protocol == "-1"
-                            || (p.protocol == "tcp" && p.from_port.is_some_and(|f| f <= port) && p.to_port.is_some_and(|t| t >= port));
-                        let covers = p.source.parse::<IpNet>().is_ok_and(|source| source.contains(cidr));
+                            || (p.protocol == "tcp"
+                                && p.from_port.is_some_and(|f| f <= port)
+                                && p.to_port.is_some_and(|t| t >= port));
+                        let covers = p
+                            .source
+                            .parse::<IpNet>()
+                            .is_ok_and(|source| source.contains(cidr));
                         port_open && covers
                     });
                 if !allowed {
@@ -165,7 +184,9 @@ fn check_security_groups(stack: &Stack, observed: &Observed, findings: &mut Diag
 fn check_spokes(stack: &Stack, observed: &Observed, findings: &mut Diagnostics) {
     let hub_account = observed.account(&stack.hub_context()).map(str::to_string);
     for spoke in &stack.spokes {
-        let Some(vpc) = observed.vpc(&spoke.vpc_id) else { continue };
+        let Some(vpc) = observed.vpc(&spoke.vpc_id) else {
+            continue;
+        };
         if let Some(configured) = &spoke.account_id {
             if configured != &vpc.owner_id {
                 findings.push(
@@ -218,7 +239,13 @@ fn check_overlaps(stack: &Stack, observed: &Observed, findings: &mut Diagnostics
             if overlapping.is_empty() {
                 continue;
             }
-            let list = |cidrs: &[IpNet]| cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+            let list = |cidrs: &[IpNet]| {
+                cidrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             findings.push(
                 Diagnostic::error(format!(
                     "CIDR blocks of {first_name} (`{first_id}`: {}) and {second_name} (`{second_id}`: {}) overlap: {}",
@@ -235,9 +262,16 @@ fn check_overlaps(stack: &Stack, observed: &Observed, findings: &mut Diagnostics
 
 fn check_resolution(stack: &Stack, observed: &Observed, findings: &mut Diagnostics) {
     let mut vpcs = vec![("the hub".to_string(), stack.hub.vpc_id.as_str())];
-    vpcs.extend(stack.spokes.iter().map(|s| (format!("spoke `{}`", s.name), s.vpc_id.as_str())));
+    vpcs.extend(
+        stack
+            .spokes
+            .iter()
+            .map(|s| (format!("spoke `{}`", s.name), s.vpc_id.as_str())),
+    );
     for (owner, vpc_id) in vpcs {
-        let Some(vpc) = observed.vpc(vpc_id) else { continue };
+        let Some(vpc) = observed.vpc(vpc_id) else {
+            continue;
+        };
         if vpc.amazon_dns == Some(false) {
             findings.push(
                 Diagnostic::warning(format!(

@@ -55,28 +55,44 @@ pub fn load(path: &Path) -> Result<LoadedConfig, Diagnostics> {
 /// Every problem found, each located in the text.
 pub fn parse(file: &str, text: &str) -> Result<LoadedConfig, Diagnostics> {
     let raw: RawConfig = toml::from_str(text).map_err(|error| {
-        let location = error.span().map(|span| SourceLocation::at(file, text, span.start));
-        let mut diagnostic = Diagnostic::error(format!("invalid config: {}", reword(error.message())))
-            .with_help(help_for_parse_error(error.message()));
+        let location = error
+            .span()
+            .map(|span| SourceLocation::at(file, text, span.start));
+        let mut diagnostic =
+            Diagnostic::error(format!("invalid config: {}", reword(error.message())))
+                .with_help(help_for_parse_error(error.message()));
         if let Some(location) = location {
             diagnostic = diagnostic.at(location);
         }
         Diagnostics(vec![diagnostic])
     })?;
-    let mut validator = Validator { file, text, findings: Diagnostics::default() };
+    let mut validator = Validator {
+        file,
+        text,
+        findings: Diagnostics::default(),
+    };
     let stack = validator.stack(raw, &WORKLOAD_SECURITY);
-    let (errors, warnings): (Vec<_>, Vec<_>) =
-        validator.findings.0.into_iter().partition(Diagnostic::is_error);
+    let (errors, warnings): (Vec<_>, Vec<_>) = validator
+        .findings
+        .0
+        .into_iter()
+        .partition(Diagnostic::is_error);
     if !errors.is_empty() {
         return Err(Diagnostics(errors));
     }
-    Ok(LoadedConfig { stack, warnings: Diagnostics(warnings), text: text.to_string() })
+    Ok(LoadedConfig {
+        stack,
+        warnings: Diagnostics(warnings),
+        text: text.to_string(),
+    })
 }
 
 /// Rewords the TOML parser's serde phrasing ("field") into the config's terms ("key").
 fn reword(message: &str) -> String {
     let message = message.trim_end();
-    message.replace("unknown field", "unknown key").replace("missing field", "missing key")
+    message
+        .replace("unknown field", "unknown key")
+        .replace("missing field", "missing key")
 }
 
 fn help_for_parse_error(message: &str) -> &'static str {
@@ -176,12 +192,19 @@ impl<'de> Deserialize<'de> for RawService {
 
             fn visit_str<E: de::Error>(self, value: &str) -> Result<RawService, E> {
                 // A bare string has no span of its own here: the entry's span locates it.
-                Ok(RawService { service_name: Spanned::new(0..0, value.to_string()), private_dns: None })
+                Ok(RawService {
+                    service_name: Spanned::new(0..0, value.to_string()),
+                    private_dns: None,
+                })
             }
 
             fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<RawService, M::Error> {
-                let table = RawServiceTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawService { service_name: table.service_name, private_dns: table.private_dns })
+                let table =
+                    RawServiceTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawService {
+                    service_name: table.service_name,
+                    private_dns: table.private_dns,
+                })
             }
         }
 
@@ -202,7 +225,8 @@ impl Validator<'_> {
 
     fn error(&mut self, span: Range<usize>, summary: String, help: &str) {
         let location = self.locate(span);
-        self.findings.push(Diagnostic::error(summary).with_help(help).at(location));
+        self.findings
+            .push(Diagnostic::error(summary).with_help(help).at(location));
     }
 
     fn stack(&mut self, raw: RawConfig, saas: &Saas) -> Stack {
@@ -211,7 +235,13 @@ impl Validator<'_> {
         let services = self.services(raw.services, &hub.region, saas);
         let zone = self.zone(raw.zone, saas);
         let spokes = self.spokes(raw.spoke, &hub);
-        Stack { name, hub, services, zone, spokes }
+        Stack {
+            name,
+            hub,
+            services,
+            zone,
+            spokes,
+        }
     }
 
     fn stack_name(&mut self, name: &Spanned<String>) -> String {
@@ -219,7 +249,9 @@ impl Validator<'_> {
         let valid = !value.is_empty()
             && value.len() <= 64
             && value.starts_with(|c: char| c.is_ascii_lowercase())
-            && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !valid {
             self.error(
                 name.span(),
@@ -345,8 +377,11 @@ impl Validator<'_> {
                     "use the host's first label, such as `agents`: lowercase letters, digits, hyphens",
                 );
             }
-            let name_span =
-                if entry.service_name.span().is_empty() { entry_span } else { entry.service_name.span() };
+            let name_span = if entry.service_name.span().is_empty() {
+                entry_span
+            } else {
+                entry.service_name.span()
+            };
             let service_name = entry.service_name.into_inner();
             match service_region(&service_name) {
                 None => self.error(
@@ -364,19 +399,27 @@ impl Validator<'_> {
                 Some(_) => {}
             }
             let private_dns = entry.private_dns.map(Spanned::into_inner).unwrap_or(false);
-            services.push(Service { host: host.into_inner(), service_name, private_dns });
+            services.push(Service {
+                host: host.into_inner(),
+                service_name,
+                private_dns,
+            });
         }
         if services.is_empty() {
             self.findings.push(
-                Diagnostic::error("[services] lists no endpoint service")
-                    .with_help("remove [services] to use the Workload Security defaults, or list services"),
+                Diagnostic::error("[services] lists no endpoint service").with_help(
+                    "remove [services] to use the Workload Security defaults, or list services",
+                ),
             );
         }
         services
     }
 
     fn zone(&mut self, raw: Option<RawZone>, saas: &Saas) -> Zone {
-        let raw = raw.unwrap_or(RawZone { name: None, adopt: None });
+        let raw = raw.unwrap_or(RawZone {
+            name: None,
+            adopt: None,
+        });
         let name = match &raw.name {
             None => saas.zone_name.to_string(),
             Some(name) => {
@@ -395,7 +438,9 @@ impl Validator<'_> {
             let value = normalize_zone_id(id.get_ref());
             let valid = value.len() <= 32
                 && value.starts_with('Z')
-                && value.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
             if !valid {
                 self.error(
                     id.span(),
@@ -437,7 +482,8 @@ impl Validator<'_> {
                     "list each VPC once",
                 );
             }
-            let route_table_ids = self.id_list(&spoke.route_table_ids, "rtb", "spoke.route_table_ids");
+            let route_table_ids =
+                self.id_list(&spoke.route_table_ids, "rtb", "spoke.route_table_ids");
             let account_id = spoke.account_id.map(|id| {
                 let value = id.get_ref().clone();
                 if value.len() != 12 || !value.chars().all(|c| c.is_ascii_digit()) {
@@ -449,8 +495,16 @@ impl Validator<'_> {
                 }
                 value
             });
-            let credentials = self.credentials(spoke.profile, spoke.role_arn, &format!("spoke `{name}`"));
-            spokes.push(Spoke { name, region, vpc_id, route_table_ids, account_id, credentials });
+            let credentials =
+                self.credentials(spoke.profile, spoke.role_arn, &format!("spoke `{name}`"));
+            spokes.push(Spoke {
+                name,
+                region,
+                vpc_id,
+                route_table_ids,
+                account_id,
+                credentials,
+            });
         }
         spokes
     }
@@ -463,7 +517,9 @@ impl Validator<'_> {
     ) -> Credentials {
         let role_arn = role_arn.map(|arn| {
             let value = arn.get_ref().clone();
-            let valid = value.starts_with("arn:aws") && value.contains(":iam::") && value.contains(":role/");
+            let valid = value.starts_with("arn:aws")
+                && value.contains(":iam::")
+                && value.contains(":role/");
             if !valid {
                 self.error(
                     arn.span(),
@@ -475,7 +531,11 @@ impl Validator<'_> {
         });
         let profile = profile.map(|p| {
             if p.get_ref().trim().is_empty() {
-                self.error(p.span(), format!("empty profile name for {owner}"), "name a profile from ~/.aws/config");
+                self.error(
+                    p.span(),
+                    format!("empty profile name for {owner}"),
+                    "name a profile from ~/.aws/config",
+                );
             }
             p.into_inner()
         });
@@ -556,7 +616,11 @@ impl Validator<'_> {
                 continue;
             }
             if list.contains(&net) {
-                self.error(cidr.span(), format!("duplicate `{value}` in `hub.client_cidrs`"), "list each CIDR once");
+                self.error(
+                    cidr.span(),
+                    format!("duplicate `{value}` in `hub.client_cidrs`"),
+                    "list each CIDR once",
+                );
                 continue;
             }
             list.push(net);
@@ -570,7 +634,9 @@ fn is_dns_label(label: &str) -> bool {
         && label.len() <= 63
         && !label.starts_with('-')
         && !label.ends_with('-')
-        && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// Reports whether `value` has the shape of an AWS region code, such as `us-east-1` or
@@ -579,7 +645,10 @@ pub fn is_region(value: &str) -> bool {
     let parts: Vec<&str> = value.split('-').collect();
     parts.len() >= 3
         && parts[0].len() == 2
-        && parts.iter().take(parts.len() - 1).all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts
+            .iter()
+            .take(parts.len() - 1)
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
         && parts[parts.len() - 1].parse::<u8>().is_ok()
 }
 
@@ -589,7 +658,10 @@ pub fn is_aws_id(value: &str, prefix: &str) -> bool {
         .strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('-'))
         .is_some_and(|hex| {
-            (hex.len() == 8 || hex.len() == 17) && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+            (hex.len() == 8 || hex.len() == 17)
+                && hex
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
         })
 }
 
@@ -618,13 +690,20 @@ subnet_ids = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
 "#;
 
     fn errors(text: &str) -> Vec<Diagnostic> {
-        parse("linkplan.toml", text).expect_err("config should be rejected").0
+        parse("linkplan.toml", text)
+            .expect_err("config should be rejected")
+            .0
     }
 
     #[test]
     fn minimal_config_gets_defaults() {
         let config = parse("linkplan.toml", MINIMAL).unwrap();
-        let hosts: Vec<&str> = config.stack.services.iter().map(|s| s.host.as_str()).collect();
+        let hosts: Vec<&str> = config
+            .stack
+            .services
+            .iter()
+            .map(|s| s.host.as_str())
+            .collect();
         assert_eq!(hosts, ["agents", "app", "dsmim", "relay"]);
         assert_eq!(config.stack.zone.name, "deepsecurity.trendmicro.com");
         assert!(config.stack.hub.manages_security_group());
@@ -633,10 +712,17 @@ subnet_ids = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
 
     #[test]
     fn unknown_key_is_located() {
-        let text = MINIMAL.replace("region = \"us-east-1\"", "region = \"us-east-1\"\nsubnets = []");
+        let text = MINIMAL.replace(
+            "region = \"us-east-1\"",
+            "region = \"us-east-1\"\nsubnets = []",
+        );
         let found = errors(&text);
         assert_eq!(found.len(), 1);
-        assert!(found[0].summary.contains("unknown key `subnets`"), "{}", found[0].summary);
+        assert!(
+            found[0].summary.contains("unknown key `subnets`"),
+            "{}",
+            found[0].summary
+        );
         let location = found[0].location.as_ref().unwrap();
         assert_eq!((location.line, location.column), (5, 1));
     }
@@ -645,7 +731,11 @@ subnet_ids = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
     fn missing_key_is_named() {
         let text = MINIMAL.replace("vpc_id = \"vpc-0123456789abcdef0\"\n", "");
         let found = errors(&text);
-        assert!(found[0].summary.contains("missing key `vpc_id`"), "{}", found[0].summary);
+        assert!(
+            found[0].summary.contains("missing key `vpc_id`"),
+            "{}",
+            found[0].summary
+        );
         assert!(found[0].location.is_some());
     }
 
@@ -653,7 +743,11 @@ subnet_ids = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
     fn wrong_type_is_located() {
         let text = MINIMAL.replace("region = \"us-east-1\"", "region = 1");
         let found = errors(&text);
-        assert!(found[0].summary.contains("invalid type"), "{}", found[0].summary);
+        assert!(
+            found[0].summary.contains("invalid type"),
+            "{}",
+            found[0].summary
+        );
         assert_eq!(found[0].location.as_ref().unwrap().line, 4);
     }
 
@@ -662,7 +756,10 @@ subnet_ids = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
         let text = MINIMAL.replace("subnet-0123456789abcdef1", "subnet-0123456789abcdef0");
         let found = errors(&text);
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].summary, "duplicate `subnet-0123456789abcdef0` in `hub.subnet_ids`");
+        assert_eq!(
+            found[0].summary,
+            "duplicate `subnet-0123456789abcdef0` in `hub.subnet_ids`"
+        );
         let location = found[0].location.as_ref().unwrap();
         assert_eq!((location.line, location.column), (6, 43));
     }
@@ -674,7 +771,13 @@ subnet_ids = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
             .replace("subnet-0123456789abcdef1", "sub-1");
         let found = errors(&text);
         let summaries: Vec<&str> = found.iter().map(|d| d.summary.as_str()).collect();
-        assert_eq!(summaries, ["invalid `hub.vpc_id` `vpc-XYZ`", "invalid `hub.subnet_ids` `sub-1`"]);
+        assert_eq!(
+            summaries,
+            [
+                "invalid `hub.vpc_id` `vpc-XYZ`",
+                "invalid `hub.subnet_ids` `sub-1`"
+            ]
+        );
     }
 
     #[test]
@@ -683,7 +786,11 @@ subnet_ids = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
             "{MINIMAL}[services]\nagents = \"com.amazonaws.vpce.eu-west-1.vpce-svc-0ecb2dc36c34b3aef\"\n"
         );
         let found = errors(&text);
-        assert!(found[0].summary.contains("is in eu-west-1, but `hub.region` is us-east-1"));
+        assert!(
+            found[0]
+                .summary
+                .contains("is in eu-west-1, but `hub.region` is us-east-1")
+        );
         assert_eq!(found[0].location.as_ref().unwrap().line, 8);
     }
 
@@ -701,7 +808,11 @@ subnet_ids = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
     fn open_client_cidr_is_rejected() {
         let text = MINIMAL.replace("subnet_ids", "client_cidrs = [\"0.0.0.0/0\"]\nsubnet_ids");
         let found = errors(&text);
-        assert!(found[0].summary.contains("opens the endpoints to every address"));
+        assert!(
+            found[0]
+                .summary
+                .contains("opens the endpoints to every address")
+        );
     }
 
     #[test]
@@ -717,7 +828,11 @@ subnet_ids = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
             "{MINIMAL}[[spoke]]\nname = \"eu\"\nregion = \"eu-west-1\"\nvpc_id = \"vpc-0123456789abcdef0\"\n"
         );
         let found = errors(&text);
-        assert!(found[0].summary.contains("is already the hub or another spoke"));
+        assert!(
+            found[0]
+                .summary
+                .contains("is already the hub or another spoke")
+        );
     }
 
     #[test]

@@ -35,7 +35,9 @@ impl SourceLocation {
             file: file.to_string(),
             line: before.matches('\n').count() + 1,
             column: text[line_start..offset].chars().count() + 1,
-            source_line: text[line_start..line_end].trim_end_matches('\r').to_string(),
+            source_line: text[line_start..line_end]
+                .trim_end_matches('\r')
+                .to_string(),
         }
     }
 }
@@ -65,7 +67,10 @@ impl Diagnostic {
     }
 
     pub fn warning(summary: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(summary) }
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(summary)
+        }
     }
 
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
@@ -99,9 +104,21 @@ impl fmt::Display for Diagnostic {
         write!(f, "{label}: {}", self.summary)?;
         if let Some(location) = &self.location {
             let gutter = " ".repeat(location.line.to_string().len());
-            write!(f, "\n{gutter}--> {}:{}:{}", location.file, location.line, location.column)?;
-            write!(f, "\n{gutter} |\n{} | {}", location.line, location.source_line)?;
-            write!(f, "\n{gutter} | {}^", " ".repeat(location.column.saturating_sub(1)))?;
+            write!(
+                f,
+                "\n{gutter}--> {}:{}:{}",
+                location.file, location.line, location.column
+            )?;
+            write!(
+                f,
+                "\n{gutter} |\n{} | {}",
+                location.line, location.source_line
+            )?;
+            write!(
+                f,
+                "\n{gutter} | {}^",
+                " ".repeat(location.column.saturating_sub(1))
+            )?;
         }
         if let Some(detail) = &self.detail {
             write!(f, "\n  = {detail}")?;

@@ -81,7 +81,14 @@ impl StepGraph {
         let mut waiting: BTreeMap<NodeIndex, usize> = self
             .graph
             .node_indices()
-            .map(|n| (n, self.graph.neighbors_directed(n, Direction::Incoming).count()))
+            .map(|n| {
+                (
+                    n,
+                    self.graph
+                        .neighbors_directed(n, Direction::Incoming)
+                        .count(),
+                )
+            })
             .collect();
         let mut ready: BTreeSet<Address> = waiting
             .iter()
@@ -137,7 +144,9 @@ impl StepGraph {
 
     /// Returns the addresses of the steps that depend on `address`, directly.
     pub fn dependents(&self, address: &Address) -> Vec<Address> {
-        let Some(&node) = self.nodes.get(address) else { return Vec::new() };
+        let Some(&node) = self.nodes.get(address) else {
+            return Vec::new();
+        };
         let mut dependents: Vec<Address> = self
             .graph
             .neighbors_directed(node, Direction::Outgoing)
@@ -176,7 +185,10 @@ mod tests {
         Step {
             address: Address::from(address),
             action: Action::Update,
-            context: Context { region: "us-east-1".into(), credentials: Default::default() },
+            context: Context {
+                region: "us-east-1".into(),
+                credentials: Default::default(),
+            },
             id: None,
             reason: None,
             depends_on: depends_on.iter().map(|a| Address::from(*a)).collect(),
@@ -190,7 +202,13 @@ mod tests {
     }
 
     fn order(steps: &[Step]) -> Vec<String> {
-        StepGraph::new(steps).unwrap().order().unwrap().iter().map(|a| a.to_string()).collect()
+        StepGraph::new(steps)
+            .unwrap()
+            .order()
+            .unwrap()
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
     }
 
     #[test]
@@ -204,7 +222,13 @@ mod tests {
         ];
         assert_eq!(
             order(&steps),
-            ["endpoint.agents", "vpc.hub.dns_support", "vpc.hub.dns_hostnames", "zone", "records"]
+            [
+                "endpoint.agents",
+                "vpc.hub.dns_support",
+                "vpc.hub.dns_hostnames",
+                "zone",
+                "records"
+            ]
         );
     }
 
@@ -217,20 +241,35 @@ mod tests {
 
     #[test]
     fn cycle_is_reported_from_smallest_address() {
-        let steps = [step("zone", &["records"]), step("records", &["endpoint"]), step("endpoint", &["zone"])];
+        let steps = [
+            step("zone", &["records"]),
+            step("records", &["endpoint"]),
+            step("endpoint", &["zone"]),
+        ];
         let error = StepGraph::new(&steps).unwrap().order().unwrap_err();
-        assert_eq!(error.to_string(), "dependency cycle: endpoint -> zone -> records -> endpoint (each step depends on the next)");
+        assert_eq!(
+            error.to_string(),
+            "dependency cycle: endpoint -> zone -> records -> endpoint (each step depends on the next)"
+        );
     }
 
     #[test]
     fn missing_dependency_is_named() {
         let error = StepGraph::new(&[step("records", &["zone"])]).err().unwrap();
-        assert_eq!(error.to_string(), "step `records` depends on `zone`, which is not in the plan");
+        assert_eq!(
+            error.to_string(),
+            "step `records` depends on `zone`, which is not in the plan"
+        );
     }
 
     #[test]
     fn longest_chain_counts_steps() {
-        let steps = [step("a", &[]), step("b", &["a"]), step("c", &["b"]), step("d", &[])];
+        let steps = [
+            step("a", &[]),
+            step("b", &["a"]),
+            step("c", &["b"]),
+            step("d", &[]),
+        ];
         assert_eq!(StepGraph::new(&steps).unwrap().longest_chain(), 3);
     }
 }

@@ -21,18 +21,41 @@ use crate::step::Step;
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Entry {
     /// An apply or rollback started.
-    Started { plan_id: String, stack: String, holder: Holder },
+    Started {
+        plan_id: String,
+        stack: String,
+        holder: Holder,
+    },
     /// A step's call is about to be made with this resolved request.
-    Intent { address: Address, token: String, step: Box<Step> },
+    Intent {
+        address: Address,
+        token: String,
+        step: Box<Step>,
+    },
     /// The step finished; `outputs` is what undoing it needs.
-    Completed { address: Address, outputs: Outputs },
-    Failed { address: Address, error: String },
+    Completed {
+        address: Address,
+        outputs: Outputs,
+    },
+    Failed {
+        address: Address,
+        error: String,
+    },
     /// A completed step is about to be undone.
-    UndoIntent { address: Address },
-    Undone { address: Address },
-    UndoFailed { address: Address, error: String },
+    UndoIntent {
+        address: Address,
+    },
+    Undone {
+        address: Address,
+    },
+    UndoFailed {
+        address: Address,
+        error: String,
+    },
     /// The run ended.
-    Finished { outcome: Outcome },
+    Finished {
+        outcome: Outcome,
+    },
 }
 
 /// How a run ended.
@@ -69,7 +92,11 @@ impl Holder {
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "process {} on {} since {}", self.pid, self.host, self.since)
+        write!(
+            f,
+            "process {} on {} since {}",
+            self.pid, self.host, self.since
+        )
     }
 }
 
@@ -92,9 +119,17 @@ pub enum BackendError {
     #[error("plan `{plan_id}` of stack `{stack}` was already applied")]
     AlreadyApplied { stack: String, plan_id: String },
     #[error("failed to {action} `{path}`: {source}")]
-    Io { action: &'static str, path: String, source: std::io::Error },
+    Io {
+        action: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
     #[error("journal `{path}` is corrupt at line {line}: {reason}")]
-    Corrupt { path: String, line: usize, reason: String },
+    Corrupt {
+        path: String,
+        line: usize,
+        reason: String,
+    },
 }
 
 /// An append-only journal of one plan's runs.
@@ -146,7 +181,10 @@ impl LocalBackend {
 
     /// Returns the backend folder for plan file `plan_path`: `.linkplan/` in its folder.
     pub fn beside(plan_path: &Path) -> Self {
-        let folder = plan_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let folder = plan_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         LocalBackend::new(folder.join(".linkplan"))
     }
 
@@ -169,10 +207,19 @@ impl LocalBackend {
         let holder = match std::fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text).ok(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(BackendError::Io { action: "read", path: path.display().to_string(), source }),
+            Err(source) => {
+                return Err(BackendError::Io {
+                    action: "read",
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
         };
-        std::fs::remove_file(&path)
-            .map_err(|source| BackendError::Io { action: "remove", path: path.display().to_string(), source })?;
+        std::fs::remove_file(&path).map_err(|source| BackendError::Io {
+            action: "remove",
+            path: path.display().to_string(),
+            source,
+        })?;
         Ok(holder)
     }
 }
@@ -197,7 +244,11 @@ struct LocalJournal {
 #[async_trait]
 impl Journal for LocalJournal {
     async fn append(&mut self, entry: &Entry) -> Result<(), BackendError> {
-        let io = |source| BackendError::Io { action: "write", path: self.path.display().to_string(), source };
+        let io = |source| BackendError::Io {
+            action: "write",
+            path: self.path.display().to_string(),
+            source,
+        };
         let mut line = serde_json::to_string(entry).expect("journal entries serialize");
         line.push('\n');
         self.file.write_all(line.as_bytes()).map_err(io)?;
@@ -214,13 +265,20 @@ impl Journal for LocalJournal {
 }
 
 fn read_entries(path: &Path) -> Result<Vec<Entry>, BackendError> {
-    let file = File::open(path)
-        .map_err(|source| BackendError::Io { action: "read", path: path.display().to_string(), source })?;
+    let file = File::open(path).map_err(|source| BackendError::Io {
+        action: "read",
+        path: path.display().to_string(),
+        source,
+    })?;
     let mut entries = Vec::new();
     let lines: Vec<String> = BufReader::new(file)
         .lines()
         .collect::<Result<_, _>>()
-        .map_err(|source| BackendError::Io { action: "read", path: path.display().to_string(), source })?;
+        .map_err(|source| BackendError::Io {
+            action: "read",
+            path: path.display().to_string(),
+            source,
+        })?;
     let last = lines.len();
     for (index, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
@@ -242,15 +300,37 @@ fn read_entries(path: &Path) -> Result<Vec<Entry>, BackendError> {
     Ok(entries)
 }
 
+/// Truncates the journal at `path` after its last complete line. A crash mid-write can leave
+/// the last line cut short, and the next entry appended to it would make a line that no
+/// longer reads, in the middle of the journal.
+fn drop_cut_line(file: &File, path: &Path) -> Result<(), BackendError> {
+    let io = |action, source| BackendError::Io {
+        action,
+        path: path.display().to_string(),
+        source,
+    };
+    let text = std::fs::read(path).map_err(|e| io("read", e))?;
+    if text.is_empty() || text.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    file.set_len(keep as u64).map_err(|e| io("truncate", e))
+}
+
 #[async_trait]
 impl Backend for LocalBackend {
     async fn lock(&self, stack: &str, holder: &Holder) -> Result<Box<dyn LockGuard>, BackendError> {
         let path = self.stack_dir(stack)?.join("lock");
-        let io = |action, source| BackendError::Io { action, path: path.display().to_string(), source };
+        let io = |action, source| BackendError::Io {
+            action,
+            path: path.display().to_string(),
+            source,
+        };
         match OpenOptions::new().write(true).create_new(true).open(&path) {
             Ok(mut file) => {
                 let text = serde_json::to_string(holder).expect("a holder serializes");
-                file.write_all(text.as_bytes()).map_err(|e| io("write", e))?;
+                file.write_all(text.as_bytes())
+                    .map_err(|e| io("write", e))?;
                 file.sync_all().map_err(|e| io("write", e))?;
                 Ok(Box::new(LocalLock { path }))
             }
@@ -261,7 +341,10 @@ impl Backend for LocalBackend {
                     pid: 0,
                     since: "unknown".to_string(),
                 });
-                Err(BackendError::Locked { stack: stack.to_string(), holder })
+                Err(BackendError::Locked {
+                    stack: stack.to_string(),
+                    holder,
+                })
             }
             Err(error) => Err(io("create", error)),
         }
@@ -273,7 +356,12 @@ impl Backend for LocalBackend {
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|source| BackendError::Io { action: "open", path: path.display().to_string(), source })?;
+            .map_err(|source| BackendError::Io {
+                action: "open",
+                path: path.display().to_string(),
+                source,
+            })?;
+        drop_cut_line(&file, &path)?;
         Ok(Box::new(LocalJournal { path, file }))
     }
 
@@ -285,7 +373,11 @@ impl Backend for LocalBackend {
         let path = self.stack_dir(stack)?.join("applied").join(plan_id);
         File::create(&path)
             .and_then(|f| f.sync_all())
-            .map_err(|source| BackendError::Io { action: "write", path: path.display().to_string(), source })
+            .map_err(|source| BackendError::Io {
+                action: "write",
+                path: path.display().to_string(),
+                source,
+            })
     }
 }
 
@@ -294,7 +386,8 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("linkplan-journal-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("linkplan-journal-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }
@@ -302,10 +395,17 @@ mod tests {
     #[tokio::test]
     async fn second_lock_names_holder() {
         let backend = LocalBackend::new(scratch("lock"));
-        let holder = Holder { host: "ci-1".into(), pid: 42, since: "2026-01-01T00:00:00Z".into() };
+        let holder = Holder {
+            host: "ci-1".into(),
+            pid: 42,
+            since: "2026-01-01T00:00:00Z".into(),
+        };
         let guard = backend.lock("web", &holder).await.unwrap();
         let error = backend.lock("web", &Holder::current()).await.err().unwrap();
-        assert_eq!(error.to_string(), "stack `web` is locked by process 42 on ci-1 since 2026-01-01T00:00:00Z");
+        assert_eq!(
+            error.to_string(),
+            "stack `web` is locked by process 42 on ci-1 since 2026-01-01T00:00:00Z"
+        );
         drop(guard);
         assert!(backend.lock("web", &holder).await.is_ok());
     }
@@ -315,9 +415,15 @@ mod tests {
         let root = scratch("journal");
         let backend = LocalBackend::new(&root);
         let mut journal = backend.journal("web", "abc").await.unwrap();
-        let entry = Entry::Completed { address: Address::from("zone"), outputs: Outputs::from([("id".into(), "Z1".into())]) };
+        let entry = Entry::Completed {
+            address: Address::from("zone"),
+            outputs: Outputs::from([("id".into(), "Z1".into())]),
+        };
         journal.append(&entry).await.unwrap();
-        let mut file = OpenOptions::new().append(true).open(root.join("web/abc.journal")).unwrap();
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(root.join("web/abc.journal"))
+            .unwrap();
         file.write_all(b"{\"event\":\"compl").unwrap();
         assert_eq!(journal.entries().await.unwrap(), vec![entry]);
     }

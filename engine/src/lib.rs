@@ -19,8 +19,6 @@
 //!    journaling each intent before its call and each outcome after it.
 //! 4. When a step fails, no new step starts, and the completed ones are undone in reverse.
 
-
-
 pub mod apply;
 pub mod checks;
 pub mod config;
@@ -28,11 +26,9 @@ pub mod diagnostics;
 pub mod graph;
 pub mod journal;
 
-
 pub mod observed;
 pub mod plan_file;
 pub mod planner;
-
 
 pub mod provider;
 pub mod resource;

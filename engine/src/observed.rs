@@ -81,7 +81,9 @@ pub struct SubnetState {
 pub enum ServiceLookup {
     Found(ServiceState),
     /// `InvalidServiceName`: a wrong name, or an account the provider has not allowlisted.
-    NotFound { message: String },
+    NotFound {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +110,7 @@ pub struct EndpointState {
     pub security_group_ids: Vec<String>,
     #[serde(default)]
     pub private_dns_enabled: Option<bool>,
-    /// DNS entries in the order the API returned them.
+    /// DNS entries in the order the API returned them. Fingerprints sort them.
     pub dns_entries: Vec<DnsEntry>,
     #[serde(default)]
     pub network_interface_ids: Vec<String>,
@@ -222,7 +224,10 @@ pub struct PeeringState {
 impl PeeringState {
     /// Reports whether the connection can no longer carry traffic or be accepted.
     pub fn is_dead(&self) -> bool {
-        matches!(self.status.as_str(), "rejected" | "failed" | "expired" | "deleting" | "deleted")
+        matches!(
+            self.status.as_str(),
+            "rejected" | "failed" | "expired" | "deleting" | "deleted"
+        )
     }
 }
 
@@ -255,7 +260,10 @@ impl Observed {
             prints.insert(key, fingerprint(&value));
         };
         for (context, identity) in &self.identities {
-            add(format!("identity/{}", context.region), serde_json::json!(identity));
+            add(
+                format!("identity/{}", context.region),
+                serde_json::json!(identity),
+            );
         }
         for (id, vpc) in &self.vpcs {
             add(format!("vpc/{id}"), serde_json::json!(vpc));
@@ -264,12 +272,31 @@ impl Observed {
             add(format!("subnet/{id}"), serde_json::json!(subnet));
         }
         for (name, service) in &self.services {
-            add(format!("endpoint-service/{name}"), serde_json::json!(service));
+            add(
+                format!("endpoint-service/{name}"),
+                serde_json::json!(service),
+            );
         }
-        let live: Vec<&EndpointState> = self.endpoints.iter().filter(|e| !e.is_gone()).collect();
+        // DNS entries are kept in API order, which can change between two reads.
+        let live: Vec<EndpointState> = self
+            .endpoints
+            .iter()
+            .filter(|e| !e.is_gone())
+            .map(|e| {
+                let mut endpoint = e.clone();
+                endpoint.dns_entries.sort();
+                endpoint
+            })
+            .collect();
         add("endpoints".to_string(), serde_json::json!(live));
-        add("security-groups".to_string(), serde_json::json!(self.security_groups));
-        add("hosted-zones".to_string(), serde_json::json!(self.hosted_zones));
+        add(
+            "security-groups".to_string(),
+            serde_json::json!(self.security_groups),
+        );
+        add(
+            "hosted-zones".to_string(),
+            serde_json::json!(self.hosted_zones),
+        );
         for (zone, records) in &self.records {
             add(format!("records/{zone}"), serde_json::json!(records));
         }
@@ -310,10 +337,12 @@ pub fn fingerprint(value: &serde_json::Value) -> String {
 /// Formats bytes as lowercase hexadecimal.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-        let _ = write!(out, "{byte:02x}");
-        out
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
 }
 
 #[cfg(test)]
@@ -321,7 +350,10 @@ mod tests {
     use super::*;
 
     fn entry(name: &str) -> DnsEntry {
-        DnsEntry { dns_name: name.to_string(), hosted_zone_id: "Z7HUB22UULQXV".to_string() }
+        DnsEntry {
+            dns_name: name.to_string(),
+            hosted_zone_id: "Z7HUB22UULQXV".to_string(),
+        }
     }
 
     #[test]
@@ -332,7 +364,10 @@ mod tests {
             entry("vpce-0abc-1x2y3z.vpce-svc-0ecb.us-east-1.vpce.amazonaws.com"),
         ];
         let found = regional_dns_entry("vpce-0abc", &entries).unwrap();
-        assert_eq!(found.dns_name, "vpce-0abc-1x2y3z.vpce-svc-0ecb.us-east-1.vpce.amazonaws.com");
+        assert_eq!(
+            found.dns_name,
+            "vpce-0abc-1x2y3z.vpce-svc-0ecb.us-east-1.vpce.amazonaws.com"
+        );
     }
 
     #[test]
@@ -348,7 +383,9 @@ mod tests {
 
     #[test]
     fn regional_entry_in_moto_form() {
-        let entries = [entry("vpce-0abc-k3j4h5g6.com.amazonaws.vpce.us-east-1.vpce-svc-1234abcd")];
+        let entries = [entry(
+            "vpce-0abc-k3j4h5g6.com.amazonaws.vpce.us-east-1.vpce-svc-1234abcd",
+        )];
         assert!(regional_dns_entry("vpce-0abc", &entries).is_some());
     }
 }

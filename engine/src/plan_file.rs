@@ -71,7 +71,10 @@ pub struct Summary {
 
 impl Summary {
     pub fn of(steps: &[Step], unchanged: usize) -> Self {
-        let mut summary = Summary { unchanged, ..Summary::default() };
+        let mut summary = Summary {
+            unchanged,
+            ..Summary::default()
+        };
         for step in steps {
             match step.action {
                 Action::Create => summary.add += 1,
@@ -110,15 +113,25 @@ impl Plan {
 #[derive(Debug, thiserror::Error)]
 pub enum PlanFileError {
     #[error("failed to read plan file `{path}`: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("failed to write plan file `{path}`: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("`{path}` is not a linkplan plan file: {reason}")]
     NotAPlan { path: String, reason: String },
     #[error(
         "plan file `{path}` has format version {found}, but this linkplan reads version {supported}"
     )]
-    UnknownVersion { path: String, found: i64, supported: u32 },
+    UnknownVersion {
+        path: String,
+        found: i64,
+        supported: u32,
+    },
     #[error("plan file `{path}` was changed after it was written: its digest does not match")]
     Edited { path: String },
 }
@@ -128,7 +141,9 @@ impl PlanFileError {
     pub fn help(&self) -> &'static str {
         match self {
             PlanFileError::Read { .. } => "check the path; plans are written by `linkplan plan`",
-            PlanFileError::Write { .. } => "check that the folder exists and is writable, or pass --out",
+            PlanFileError::Write { .. } => {
+                "check that the folder exists and is writable, or pass --out"
+            }
             PlanFileError::NotAPlan { .. } => "pass a file written by `linkplan plan`",
             PlanFileError::UnknownVersion { .. } => {
                 "run the linkplan version that wrote the plan, or plan again with this one"
@@ -162,7 +177,10 @@ pub fn render(plan: &Plan) -> (String, String) {
 pub fn write(path: &Path, plan: &Plan) -> Result<(), PlanFileError> {
     let (text, digest) = render(plan);
     let contents = format!("{text}{INTEGRITY_HEADER}digest = \"{digest}\"\n");
-    let error = |source| PlanFileError::Write { path: path.display().to_string(), source };
+    let error = |source| PlanFileError::Write {
+        path: path.display().to_string(),
+        source,
+    };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(error)?;
     }
@@ -177,8 +195,10 @@ pub fn write(path: &Path, plan: &Plan) -> Result<(), PlanFileError> {
 /// An unreadable file, a file that is not a plan, an unknown format version or an edited file.
 pub fn read(path: &Path) -> Result<Plan, PlanFileError> {
     let display = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| PlanFileError::Read { path: display.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| PlanFileError::Read {
+        path: display.clone(),
+        source,
+    })?;
     parse(&display, &text)
 }
 
@@ -187,8 +207,13 @@ pub fn read(path: &Path) -> Result<Plan, PlanFileError> {
 /// # Errors
 /// As [`read`].
 pub fn parse(path: &str, text: &str) -> Result<Plan, PlanFileError> {
-    let not_a_plan = |reason: String| PlanFileError::NotAPlan { path: path.to_string(), reason };
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| not_a_plan(e.message().to_string()))?;
+    let not_a_plan = |reason: String| PlanFileError::NotAPlan {
+        path: path.to_string(),
+        reason,
+    };
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| not_a_plan(e.message().to_string()))?;
     let version = table
         .get("format_version")
         .and_then(toml::Value::as_integer)
@@ -211,11 +236,18 @@ pub fn parse(path: &str, text: &str) -> Result<Plan, PlanFileError> {
         .ok_or_else(|| not_a_plan("[integrity] has no `digest`".to_string()))?;
     let body = &text[..split];
     let actual = format!("sha256:{}", hex(&Sha256::digest(body.as_bytes())));
-    if actual != recorded {
-        return Err(PlanFileError::Edited { path: path.to_string() });
+    // Anything after the digest line would be read as part of the plan without being covered
+    // by the digest, such as an extra `[[step]]`.
+    let trailer = format!("{INTEGRITY_HEADER}digest = \"{recorded}\"\n");
+    if actual != recorded || text[split..] != trailer {
+        return Err(PlanFileError::Edited {
+            path: path.to_string(),
+        });
     }
 
     let mut table = table;
     table.remove("integrity");
-    table.try_into().map_err(|e: toml::de::Error| not_a_plan(e.message().to_string()))
+    table
+        .try_into()
+        .map_err(|e: toml::de::Error| not_a_plan(e.message().to_string()))
 }

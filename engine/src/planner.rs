@@ -47,7 +47,12 @@ pub struct Planned {
 /// Every conflict that no step can resolve, such as a record of another type at a managed
 /// name, a route to another target, or two endpoints carrying the same address tag.
 pub fn plan(stack: &Stack, observed: &Observed, mode: Mode) -> Result<Planned, Diagnostics> {
-    let mut planner = Planner { stack, observed, planned: Planned::default(), errors: Diagnostics::default() };
+    let mut planner = Planner {
+        stack,
+        observed,
+        planned: Planned::default(),
+        errors: Diagnostics::default(),
+    };
     match mode {
         Mode::Apply => planner.converge(),
         Mode::Destroy => planner.destroy(),
@@ -58,7 +63,8 @@ pub fn plan(stack: &Stack, observed: &Observed, mode: Mode) -> Result<Planned, D
     let mut planned = planner.planned;
     let addresses: BTreeSet<Address> = planned.steps.iter().map(|s| s.address.clone()).collect();
     for step in &mut planned.steps {
-        step.depends_on.retain(|a| addresses.contains(a) && *a != step.address);
+        step.depends_on
+            .retain(|a| addresses.contains(a) && *a != step.address);
         step.depends_on.sort();
         step.depends_on.dedup();
     }
@@ -143,11 +149,17 @@ struct Handle {
 
 impl Handle {
     fn known(id: &str) -> Self {
-        Handle { value: Value::known(id), step: None }
+        Handle {
+            value: Value::known(id),
+            step: None,
+        }
     }
 
     fn pending(address: &Address, output: &str) -> Self {
-        Handle { value: Value::output(address, output), step: Some(address.clone()) }
+        Handle {
+            value: Value::output(address, output),
+            step: Some(address.clone()),
+        }
     }
 }
 
@@ -215,7 +227,11 @@ impl<'a> Planner<'a> {
                 continue;
             }
             let resource = |enabled| {
-                Resource::VpcAttribute(VpcAttribute { vpc_id: vpc_id.to_string(), attribute, enabled })
+                Resource::VpcAttribute(VpcAttribute {
+                    vpc_id: vpc_id.to_string(),
+                    attribute,
+                    enabled,
+                })
             };
             self.push(Step {
                 address: address.clone(),
@@ -278,7 +294,13 @@ impl<'a> Planner<'a> {
                 cidrs.extend(vpc.cidrs.iter().map(|c| (*c, "hub".to_string())));
             }
         } else {
-            cidrs.extend(self.stack.hub.client_cidrs.iter().map(|c| (*c, "hub".to_string())));
+            cidrs.extend(
+                self.stack
+                    .hub
+                    .client_cidrs
+                    .iter()
+                    .map(|c| (*c, "hub".to_string())),
+            );
         }
         for spoke in &self.stack.spokes {
             if let Some(vpc) = self.observed.vpc(&spoke.vpc_id) {
@@ -296,7 +318,11 @@ impl<'a> Planner<'a> {
         let Some(group) = group else { return };
         let port = WORKLOAD_SECURITY.port;
         let observed = match &group.value {
-            Value::Known(id) => self.observed.security_groups.iter().find(|g| &g.group_id == id),
+            Value::Known(id) => self
+                .observed
+                .security_groups
+                .iter()
+                .find(|g| &g.group_id == id),
             Value::Output { .. } => None,
         };
         let wanted = self.client_cidrs();
@@ -336,7 +362,9 @@ impl<'a> Planner<'a> {
         // group never allows more than the listed clients.
         let Some(observed) = observed else { return };
         for permission in &observed.ingress {
-            let listed = wanted.iter().any(|(c, _)| c.to_string() == permission.source);
+            let listed = wanted
+                .iter()
+                .any(|(c, _)| c.to_string() == permission.source);
             let is_ours = permission.protocol == "tcp"
                 && permission.from_port == Some(port.into())
                 && permission.to_port == Some(port.into());
@@ -346,7 +374,10 @@ impl<'a> Planner<'a> {
             let rule = IngressRule {
                 group_id: Value::known(&observed.group_id),
                 protocol: permission.protocol.clone(),
-                port: permission.from_port.and_then(|p| u16::try_from(p).ok()).unwrap_or(0),
+                port: permission
+                    .from_port
+                    .and_then(|p| u16::try_from(p).ok())
+                    .unwrap_or(0),
                 cidr: permission.source.clone(),
                 description: String::new(),
             };
@@ -375,7 +406,10 @@ impl<'a> Planner<'a> {
                 subnets.push(subnet_id.clone());
                 continue;
             };
-            if service.availability_zone_ids.contains(&subnet.availability_zone_id) {
+            if service
+                .availability_zone_ids
+                .contains(&subnet.availability_zone_id)
+            {
                 subnets.push(subnet_id.clone());
                 continue;
             }
@@ -383,7 +417,10 @@ impl<'a> Planner<'a> {
                 "subnet `{subnet_id}` is in zone {} ({}), which endpoint service `{service_name}` for `{host}` does not offer",
                 subnet.availability_zone_id, subnet.availability_zone
             );
-            let detail = format!("the service offers {}", service.availability_zone_ids.join(", "));
+            let detail = format!(
+                "the service offers {}",
+                service.availability_zone_ids.join(", ")
+            );
             match self.stack.hub.subnet_policy {
                 SubnetPolicy::Fail => self.error(
                     Diagnostic::error(summary).with_detail(detail).with_help(
@@ -397,8 +434,10 @@ impl<'a> Planner<'a> {
         }
         if subnets.is_empty() && self.stack.hub.subnet_policy == SubnetPolicy::Filter {
             self.error(
-                Diagnostic::error(format!("no subnet of `hub.subnet_ids` is in a zone endpoint.{host} can use"))
-                    .with_help("add a subnet in one of the zones the service offers"),
+                Diagnostic::error(format!(
+                    "no subnet of `hub.subnet_ids` is in a zone endpoint.{host} can use"
+                ))
+                .with_help("add a subnet in one of the zones the service offers"),
             );
         }
         subnets.sort();
@@ -410,7 +449,13 @@ impl<'a> Planner<'a> {
         let group_ids: Vec<Value> = match group {
             Some(handle) => vec![handle.value.clone()],
             None => {
-                let mut ids: Vec<Value> = self.stack.hub.security_group_ids.iter().map(Value::known).collect();
+                let mut ids: Vec<Value> = self
+                    .stack
+                    .hub
+                    .security_group_ids
+                    .iter()
+                    .map(Value::known)
+                    .collect();
                 ids.sort();
                 ids
             }
@@ -424,7 +469,11 @@ impl<'a> Planner<'a> {
                 subnet_ids,
                 security_group_ids: group_ids.clone(),
                 private_dns_enabled: service.private_dns,
-                tags: tags_for(&self.stack.name, &address, &format!("{}-{}", self.stack.name, service.host)),
+                tags: tags_for(
+                    &self.stack.name,
+                    &address,
+                    &format!("{}-{}", self.stack.name, service.host),
+                ),
             };
             let found: Vec<&EndpointState> = self
                 .observed
@@ -435,12 +484,17 @@ impl<'a> Planner<'a> {
             if found.len() > 1 {
                 let ids: Vec<&str> = found.iter().map(|e| e.endpoint_id.as_str()).collect();
                 self.error(
-                    Diagnostic::error(format!("{} endpoints carry the address `{address}`: {}", ids.len(), ids.join(", ")))
-                        .with_help("delete all but one of them, then plan again"),
+                    Diagnostic::error(format!(
+                        "{} endpoints carry the address `{address}`: {}",
+                        ids.len(),
+                        ids.join(", ")
+                    ))
+                    .with_help("delete all but one of them, then plan again"),
                 );
                 continue;
             }
-            let mut depends_on: Vec<Address> = group.and_then(|g| g.step.clone()).into_iter().collect();
+            let mut depends_on: Vec<Address> =
+                group.and_then(|g| g.step.clone()).into_iter().collect();
             let handle = match found.first() {
                 None => {
                     self.push(Step {
@@ -460,11 +514,16 @@ impl<'a> Planner<'a> {
                         service_name: live.service_name.clone(),
                         vpc_id: live.vpc_id.clone(),
                         subnet_ids: sorted(&live.subnet_ids),
-                        security_group_ids: sorted(&live.security_group_ids).iter().map(Value::known).collect(),
+                        security_group_ids: sorted(&live.security_group_ids)
+                            .iter()
+                            .map(Value::known)
+                            .collect(),
                         private_dns_enabled: live.private_dns_enabled.unwrap_or(false),
                         tags: wanted.tags.clone(),
                     };
-                    let action = if before.service_name != wanted.service_name || before.vpc_id != wanted.vpc_id {
+                    let action = if before.service_name != wanted.service_name
+                        || before.vpc_id != wanted.vpc_id
+                    {
                         Some(Action::Replace)
                     } else if before != wanted {
                         Some(Action::Update)
@@ -508,6 +567,27 @@ impl<'a> Planner<'a> {
 
     fn live_endpoint_handle(&mut self, address: &Address, live: &EndpointState) -> EndpointHandle {
         match regional_dns_entry(&live.endpoint_id, &live.dns_entries) {
+            Some(entry) if !is_hosted_zone_id(&entry.hosted_zone_id) => {
+                // Route 53 would reject such an alias target only at apply, after the
+                // endpoints are made.
+                self.error(
+                    Diagnostic::error(format!(
+                        "endpoint `{}` ({address}) reports `{}` as the hosted zone id of its DNS \
+                         entry, which is not a hosted zone id",
+                        live.endpoint_id, entry.hosted_zone_id
+                    ))
+                    .with_detail(
+                        "an alias target needs a zone id of at most 32 letters and digits, \
+                         such as Z7HUB22UULQXV",
+                    )
+                    .with_help("describe the endpoint to check its DNS entries, then plan again"),
+                );
+                EndpointHandle {
+                    dns_name: Value::known(""),
+                    zone_id: Value::known(""),
+                    step: None,
+                }
+            }
             Some(entry) => EndpointHandle {
                 dns_name: Value::known(&entry.dns_name),
                 zone_id: Value::known(&entry.hosted_zone_id),
@@ -522,24 +602,39 @@ impl<'a> Planner<'a> {
                     .with_detail(format!("its state is {}", live.state))
                     .with_help("wait until the endpoint is available, or delete it and plan again"),
                 );
-                EndpointHandle { dns_name: Value::known(""), zone_id: Value::known(""), step: None }
+                EndpointHandle {
+                    dns_name: Value::known(""),
+                    zone_id: Value::known(""),
+                    step: None,
+                }
             }
         }
     }
 
     /// Plans the removal of endpoints the stack made for services no longer in the config.
     fn orphan_endpoints(&mut self) {
-        let wanted: BTreeSet<Address> =
-            self.stack.services.iter().map(|s| addresses::endpoint(&s.host)).collect();
+        let wanted: BTreeSet<Address> = self
+            .stack
+            .services
+            .iter()
+            .map(|s| addresses::endpoint(&s.host))
+            .collect();
         for endpoint in &self.observed.endpoints {
             if endpoint.is_gone() || !self.owned_by_stack(&endpoint.tags) {
                 continue;
             }
-            let Some(address) = endpoint.tags.get(TAG_ADDRESS).map(|a| Address(a.clone())) else { continue };
+            let Some(address) = endpoint.tags.get(TAG_ADDRESS).map(|a| Address(a.clone())) else {
+                continue;
+            };
             if wanted.contains(&address) || !address.as_str().starts_with("endpoint.") {
                 continue;
             }
-            self.push(delete_endpoint_step(self.hub_context(), &address, endpoint, "its service is no longer in the config"));
+            self.push(delete_endpoint_step(
+                self.hub_context(),
+                &address,
+                endpoint,
+                "its service is no longer in the config",
+            ));
         }
     }
 
@@ -548,22 +643,37 @@ impl<'a> Planner<'a> {
         let address = addresses::zone();
         let zone_name = &self.stack.zone.name;
         let hub_vpc = &self.stack.hub.vpc_id;
-        let private_zones: Vec<&'a HostedZoneState> =
-            observed.hosted_zones.iter().filter(|z| z.private && &z.name == zone_name).collect();
+        let private_zones: Vec<&'a HostedZoneState> = observed
+            .hosted_zones
+            .iter()
+            .filter(|z| z.private && &z.name == zone_name)
+            .collect();
 
-        let tagged: Vec<&'a HostedZoneState> =
-            private_zones.iter().copied().filter(|z| self.has_address(&z.tags, &address)).collect();
+        let tagged: Vec<&'a HostedZoneState> = private_zones
+            .iter()
+            .copied()
+            .filter(|z| self.has_address(&z.tags, &address))
+            .collect();
         if tagged.len() > 1 {
             let ids: Vec<&str> = tagged.iter().map(|z| z.zone_id.as_str()).collect();
             self.error(
-                Diagnostic::error(format!("{} hosted zones carry the address `zone` of this stack: {}", ids.len(), ids.join(", ")))
-                    .with_help("delete the extra zones, or remove their linkplan tags, then plan again"),
+                Diagnostic::error(format!(
+                    "{} hosted zones carry the address `zone` of this stack: {}",
+                    ids.len(),
+                    ids.join(", ")
+                ))
+                .with_help(
+                    "delete the extra zones, or remove their linkplan tags, then plan again",
+                ),
             );
             return None;
         }
         if let Some(zone) = tagged.first() {
             self.unchanged(address);
-            return Some(ZoneHandle { id: Handle::known(&zone.zone_id), live: Some(zone) });
+            return Some(ZoneHandle {
+                id: Handle::known(&zone.zone_id),
+                live: Some(zone),
+            });
         }
 
         if let Some(adopt) = &self.stack.zone.adopt {
@@ -601,12 +711,19 @@ impl<'a> Planner<'a> {
                 before: Some(resource(zone.tags.clone())),
                 after: Some(resource(tags)),
             });
-            return Some(ZoneHandle { id: Handle::known(&zone.zone_id), live: Some(zone) });
+            return Some(ZoneHandle {
+                id: Handle::known(&zone.zone_id),
+                live: Some(zone),
+            });
         }
 
         // A second private zone of the same name on the hub VPC would be refused by Route 53
         // with ConflictingDomainExists, after the endpoints were already made.
-        if let Some(zone) = private_zones.iter().copied().find(|z| z.vpcs.iter().any(|(vpc, _)| vpc == hub_vpc)) {
+        if let Some(zone) = private_zones
+            .iter()
+            .copied()
+            .find(|z| z.vpcs.iter().any(|(vpc, _)| vpc == hub_vpc))
+        {
             self.error(
                 Diagnostic::error(format!(
                     "private zone `{}` named {zone_name} is already associated with the hub VPC `{hub_vpc}` and is not owned by stack `{}`",
@@ -629,11 +746,17 @@ impl<'a> Planner<'a> {
                 name: zone_name.clone(),
                 vpc_id: hub_vpc.clone(),
                 vpc_region: self.stack.hub.region.clone(),
-                comment: format!("Workload Security over PrivateLink, linkplan stack {}", self.stack.name),
+                comment: format!(
+                    "Workload Security over PrivateLink, linkplan stack {}",
+                    self.stack.name
+                ),
                 tags: tags_for(&self.stack.name, &address, zone_name),
             })),
         });
-        Some(ZoneHandle { id: Handle::pending(&address, outputs::ID), live: None })
+        Some(ZoneHandle {
+            id: Handle::pending(&address, outputs::ID),
+            live: None,
+        })
     }
 
     fn records(&mut self, zone: &ZoneHandle, endpoints: &BTreeMap<String, EndpointHandle>) {
@@ -648,7 +771,9 @@ impl<'a> Planner<'a> {
         let mut before = Vec::new();
         let mut depends_on: Vec<Address> = zone.id.step.iter().cloned().collect();
         for service in &self.stack.services {
-            let Some(endpoint) = endpoints.get(&service.host) else { continue };
+            let Some(endpoint) = endpoints.get(&service.host) else {
+                continue;
+            };
             let name = self.stack.zone.record_name(&service.host);
             depends_on.extend(endpoint.step.iter().cloned());
             let record = AliasRecord {
@@ -687,9 +812,17 @@ impl<'a> Planner<'a> {
             .steps
             .iter()
             .filter(|s| s.action == Action::Delete && s.address.as_str().starts_with("endpoint."))
-            .filter_map(|s| s.address.as_str().strip_prefix("endpoint.").map(|h| self.stack.zone.record_name(h)))
+            .filter_map(|s| {
+                s.address
+                    .as_str()
+                    .strip_prefix("endpoint.")
+                    .map(|h| self.stack.zone.record_name(h))
+            })
             .collect();
-        for live in live_records.iter().filter(|r| orphan_names.contains(&r.name)) {
+        for live in live_records
+            .iter()
+            .filter(|r| orphan_names.contains(&r.name))
+        {
             if let (Some(alias), "A") = (&live.alias, live.record_type.as_str()) {
                 before.push(AliasRecord {
                     name: live.name.clone(),
@@ -707,8 +840,16 @@ impl<'a> Planner<'a> {
             self.unchanged(address);
             return;
         }
-        let drifted = before.iter().any(|b| wanted.iter().any(|w| w.name == b.name && w.target_dns_name.as_known().is_some() && w != b));
-        let action = if before.is_empty() { Action::Create } else { Action::Update };
+        let drifted = before.iter().any(|b| {
+            wanted
+                .iter()
+                .any(|w| w.name == b.name && w.target_dns_name.as_known().is_some() && w != b)
+        });
+        let action = if before.is_empty() {
+            Action::Create
+        } else {
+            Action::Update
+        };
         self.push(Step {
             address,
             action,
@@ -717,9 +858,15 @@ impl<'a> Planner<'a> {
             reason: drifted.then(|| "a record was changed outside linkplan".to_string()),
             depends_on,
             before: (!before.is_empty()).then(|| {
-                Resource::AliasRecords(AliasRecords { zone_id: zone.id.value.clone(), records: before })
+                Resource::AliasRecords(AliasRecords {
+                    zone_id: zone.id.value.clone(),
+                    records: before,
+                })
             }),
-            after: Some(Resource::AliasRecords(AliasRecords { zone_id: zone.id.value.clone(), records: wanted })),
+            after: Some(Resource::AliasRecords(AliasRecords {
+                zone_id: zone.id.value.clone(),
+                records: wanted,
+            })),
         });
     }
 
@@ -749,16 +896,23 @@ impl<'a> Planner<'a> {
     fn peering(&mut self, spoke: &Spoke, context: &Context) -> Option<Handle> {
         let address = addresses::peering(&spoke.name);
         let acceptance = addresses::peering_acceptance(&spoke.name);
-        let hub_account = self.observed.account(&self.hub_context()).map(str::to_string);
+        let hub_account = self
+            .observed
+            .account(&self.hub_context())
+            .map(str::to_string);
         let spoke_owner = self.observed.vpc(&spoke.vpc_id).map(|v| v.owner_id.clone());
 
         let (handle, pending_acceptance) = match self.live_peering(spoke) {
             Some(live) => {
                 self.unchanged(address.clone());
-                (Handle::known(&live.peering_id), live.status == "pending-acceptance")
+                (
+                    Handle::known(&live.peering_id),
+                    live.status == "pending-acceptance",
+                )
             }
             None => {
-                let accepter_owner_id = spoke_owner.filter(|owner| Some(owner) != hub_account.as_ref());
+                let accepter_owner_id =
+                    spoke_owner.filter(|owner| Some(owner) != hub_account.as_ref());
                 let name = format!("{}-{}", self.stack.name, spoke.name);
                 self.push(Step {
                     address: address.clone(),
@@ -796,29 +950,56 @@ impl<'a> Planner<'a> {
                 requester_region: self.stack.hub.region.clone(),
             })),
         });
-        Some(Handle { value: handle.value, step: Some(acceptance) })
+        Some(Handle {
+            value: handle.value,
+            step: Some(acceptance),
+        })
     }
 
     fn routes(&mut self, spoke: &Spoke, context: &Context, peering: &Handle) {
-        let hub_cidrs: Vec<IpNet> = self.observed.vpc(&self.stack.hub.vpc_id).map(|v| v.cidrs.clone()).unwrap_or_default();
-        let spoke_cidrs: Vec<IpNet> = self.observed.vpc(&spoke.vpc_id).map(|v| v.cidrs.clone()).unwrap_or_default();
+        let hub_cidrs: Vec<IpNet> = self
+            .observed
+            .vpc(&self.stack.hub.vpc_id)
+            .map(|v| v.cidrs.clone())
+            .unwrap_or_default();
+        let spoke_cidrs: Vec<IpNet> = self
+            .observed
+            .vpc(&spoke.vpc_id)
+            .map(|v| v.cidrs.clone())
+            .unwrap_or_default();
         let sides = [
-            (self.stack.hub.route_table_ids.clone(), spoke_cidrs, self.hub_context(), &self.stack.hub.vpc_id),
-            (spoke.route_table_ids.clone(), hub_cidrs, context.clone(), &spoke.vpc_id),
+            (
+                self.stack.hub.route_table_ids.clone(),
+                spoke_cidrs,
+                self.hub_context(),
+                &self.stack.hub.vpc_id,
+            ),
+            (
+                spoke.route_table_ids.clone(),
+                hub_cidrs,
+                context.clone(),
+                &spoke.vpc_id,
+            ),
         ];
         for (tables, destinations, side_context, vpc_id) in sides {
             for table_id in &tables {
                 let Some(table) = self.observed.route_table(table_id) else {
                     self.error(
-                        Diagnostic::error(format!("route table `{table_id}` not found in {}", side_context.region))
-                            .with_help("check the route table ids of the config"),
+                        Diagnostic::error(format!(
+                            "route table `{table_id}` not found in {}",
+                            side_context.region
+                        ))
+                        .with_help("check the route table ids of the config"),
                     );
                     continue;
                 };
                 if &table.vpc_id != vpc_id {
                     self.error(
-                        Diagnostic::error(format!("route table `{table_id}` belongs to VPC `{}`, not `{vpc_id}`", table.vpc_id))
-                            .with_help("list only route tables of the VPC on that side"),
+                        Diagnostic::error(format!(
+                            "route table `{table_id}` belongs to VPC `{}`, not `{vpc_id}`",
+                            table.vpc_id
+                        ))
+                        .with_help("list only route tables of the VPC on that side"),
                     );
                     continue;
                 }
@@ -857,9 +1038,18 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn zone_association(&mut self, spoke: &Spoke, context: &Context, zone: &ZoneHandle, spoke_dns: &[Address]) {
+    fn zone_association(
+        &mut self,
+        spoke: &Spoke,
+        context: &Context,
+        zone: &ZoneHandle,
+        spoke_dns: &[Address],
+    ) {
         let address = addresses::zone_association(&spoke.name);
-        if zone.live.is_some_and(|z| z.vpcs.iter().any(|(vpc, _)| vpc == &spoke.vpc_id)) {
+        if zone
+            .live
+            .is_some_and(|z| z.vpcs.iter().any(|(vpc, _)| vpc == &spoke.vpc_id))
+        {
             self.unchanged(address);
             return;
         }
@@ -881,8 +1071,12 @@ impl<'a> Planner<'a> {
         let mut depends_on: Vec<Address> = zone.id.step.iter().cloned().collect();
         depends_on.extend(spoke_dns.iter().cloned());
         let hub_account = self.observed.account(&self.hub_context());
-        let spoke_owner = self.observed.vpc(&spoke.vpc_id).map(|v| v.owner_id.as_str());
-        let cross_account = matches!((hub_account, spoke_owner), (Some(hub), Some(owner)) if hub != owner);
+        let spoke_owner = self
+            .observed
+            .vpc(&spoke.vpc_id)
+            .map(|v| v.owner_id.as_str());
+        let cross_account =
+            matches!((hub_account, spoke_owner), (Some(hub), Some(owner)) if hub != owner);
         if cross_account {
             let authorization = addresses::zone_authorization(&spoke.name);
             let resource = Resource::AssociationAuthorization(AssociationAuthorization {
@@ -895,7 +1089,10 @@ impl<'a> Planner<'a> {
                 action: Action::Create,
                 context: self.hub_context(),
                 id: None,
-                reason: Some(format!("the zone's account authorizes the association of a VPC of account {}", spoke_owner.unwrap_or_default())),
+                reason: Some(format!(
+                    "the zone's account authorizes the association of a VPC of account {}",
+                    spoke_owner.unwrap_or_default()
+                )),
                 depends_on: depends_on.clone(),
                 before: None,
                 after: Some(resource.clone()),
@@ -905,7 +1102,9 @@ impl<'a> Planner<'a> {
                 action: Action::Delete,
                 context: self.hub_context(),
                 id: None,
-                reason: Some("an authorization is no longer needed once the VPC is associated".to_string()),
+                reason: Some(
+                    "an authorization is no longer needed once the VPC is associated".to_string(),
+                ),
                 depends_on: vec![address.clone()],
                 before: Some(resource),
                 after: None,
@@ -930,16 +1129,28 @@ impl<'a> Planner<'a> {
 
     /// Plans the removal of peerings the stack made for spokes no longer in the config.
     fn orphan_peerings(&mut self) {
-        let wanted: BTreeSet<Address> = self.stack.spokes.iter().map(|s| addresses::peering(&s.name)).collect();
+        let wanted: BTreeSet<Address> = self
+            .stack
+            .spokes
+            .iter()
+            .map(|s| addresses::peering(&s.name))
+            .collect();
         for peering in &self.observed.peerings {
             if peering.is_dead() || !self.owned_by_stack(&peering.tags) {
                 continue;
             }
-            let Some(address) = peering.tags.get(TAG_ADDRESS).map(|a| Address(a.clone())) else { continue };
+            let Some(address) = peering.tags.get(TAG_ADDRESS).map(|a| Address(a.clone())) else {
+                continue;
+            };
             if wanted.contains(&address) {
                 continue;
             }
-            self.push(delete_peering_step(self.hub_context(), &address, peering, "its spoke is no longer in the config"));
+            self.push(delete_peering_step(
+                self.hub_context(),
+                &address,
+                peering,
+                "its spoke is no longer in the config",
+            ));
         }
     }
 
@@ -964,7 +1175,12 @@ impl<'a> Planner<'a> {
                 .unwrap_or_default()
                 .iter()
                 .filter(|r| r.record_type == "A" && r.set_identifier.is_none())
-                .filter(|r| self.stack.services.iter().any(|s| self.stack.zone.record_name(&s.host) == r.name))
+                .filter(|r| {
+                    self.stack
+                        .services
+                        .iter()
+                        .any(|s| self.stack.zone.record_name(&s.host) == r.name)
+                })
                 .filter_map(|r| {
                     r.alias.as_ref().map(|alias| AliasRecord {
                         name: r.name.clone(),
@@ -984,14 +1200,20 @@ impl<'a> Planner<'a> {
                     id: Some(zone.zone_id.clone()),
                     reason: None,
                     depends_on: Vec::new(),
-                    before: Some(Resource::AliasRecords(AliasRecords { zone_id: Value::known(&zone.zone_id), records })),
+                    before: Some(Resource::AliasRecords(AliasRecords {
+                        zone_id: Value::known(&zone.zone_id),
+                        records,
+                    })),
                     after: None,
                 });
                 zone_dependents.push(address.clone());
                 endpoint_dependents.push(address);
             }
             for spoke in &self.stack.spokes {
-                let Some((vpc_id, region)) = zone.vpcs.iter().find(|(vpc, _)| vpc == &spoke.vpc_id) else { continue };
+                let Some((vpc_id, region)) = zone.vpcs.iter().find(|(vpc, _)| vpc == &spoke.vpc_id)
+                else {
+                    continue;
+                };
                 let address = addresses::zone_association(&spoke.name);
                 self.push(Step {
                     address: address.clone(),
@@ -1031,8 +1253,13 @@ impl<'a> Planner<'a> {
             if peering.is_dead() || !self.owned_by_stack(&peering.tags) {
                 continue;
             }
-            let Some(address) = peering.tags.get(TAG_ADDRESS).map(|a| Address(a.clone())) else { continue };
-            let spoke = address.as_str().strip_prefix("peering.").and_then(|name| self.stack.spoke(name));
+            let Some(address) = peering.tags.get(TAG_ADDRESS).map(|a| Address(a.clone())) else {
+                continue;
+            };
+            let spoke = address
+                .as_str()
+                .strip_prefix("peering.")
+                .and_then(|name| self.stack.spoke(name));
             let mut route_steps = Vec::new();
             if let Some(spoke) = spoke {
                 let sides = [
@@ -1041,9 +1268,16 @@ impl<'a> Planner<'a> {
                 ];
                 for (tables, context) in sides {
                     for table_id in tables {
-                        let Some(table) = self.observed.route_table(table_id) else { continue };
-                        for route in table.routes.iter().filter(|r| r.target == peering.peering_id) {
-                            let route_address = addresses::route(&spoke.name, table_id, &route.destination_cidr);
+                        let Some(table) = self.observed.route_table(table_id) else {
+                            continue;
+                        };
+                        for route in table
+                            .routes
+                            .iter()
+                            .filter(|r| r.target == peering.peering_id)
+                        {
+                            let route_address =
+                                addresses::route(&spoke.name, table_id, &route.destination_cidr);
                             route_steps.push(route_address.clone());
                             self.push(Step {
                                 address: route_address,
@@ -1074,7 +1308,9 @@ impl<'a> Planner<'a> {
             if endpoint.is_gone() || !self.owned_by_stack(&endpoint.tags) {
                 continue;
             }
-            let Some(address) = endpoint.tags.get(TAG_ADDRESS).map(|a| Address(a.clone())) else { continue };
+            let Some(address) = endpoint.tags.get(TAG_ADDRESS).map(|a| Address(a.clone())) else {
+                continue;
+            };
             let mut step = delete_endpoint_step(hub.clone(), &address, endpoint, "");
             step.reason = None;
             step.depends_on = endpoint_dependents.clone();
@@ -1128,7 +1364,12 @@ struct ZoneHandle<'a> {
     live: Option<&'a HostedZoneState>,
 }
 
-fn delete_endpoint_step(context: Context, address: &Address, endpoint: &EndpointState, reason: &str) -> Step {
+fn delete_endpoint_step(
+    context: Context,
+    address: &Address,
+    endpoint: &EndpointState,
+    reason: &str,
+) -> Step {
     Step {
         address: address.clone(),
         action: Action::Delete,
@@ -1140,7 +1381,10 @@ fn delete_endpoint_step(context: Context, address: &Address, endpoint: &Endpoint
             service_name: endpoint.service_name.clone(),
             vpc_id: endpoint.vpc_id.clone(),
             subnet_ids: sorted(&endpoint.subnet_ids),
-            security_group_ids: sorted(&endpoint.security_group_ids).iter().map(Value::known).collect(),
+            security_group_ids: sorted(&endpoint.security_group_ids)
+                .iter()
+                .map(Value::known)
+                .collect(),
             private_dns_enabled: endpoint.private_dns_enabled.unwrap_or(false),
             tags: endpoint.tags.clone(),
         })),
@@ -1148,7 +1392,12 @@ fn delete_endpoint_step(context: Context, address: &Address, endpoint: &Endpoint
     }
 }
 
-fn delete_peering_step(context: Context, address: &Address, peering: &PeeringState, reason: &str) -> Step {
+fn delete_peering_step(
+    context: Context,
+    address: &Address,
+    peering: &PeeringState,
+    reason: &str,
+) -> Step {
     Step {
         address: address.clone(),
         action: Action::Delete,
@@ -1167,6 +1416,12 @@ fn delete_peering_step(context: Context, address: &Address, peering: &PeeringSta
     }
 }
 
+/// Reports whether `id` has the shape of a Route 53 hosted zone id: 1 to 32 ASCII letters and
+/// digits, without the `/hostedzone/` prefix.
+fn is_hosted_zone_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 32 && id.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
 fn sorted(values: &[String]) -> Vec<String> {
     let mut values = values.to_vec();
     values.sort();
@@ -1174,7 +1429,11 @@ fn sorted(values: &[String]) -> Vec<String> {
 }
 
 fn describe_owner(owner: &str) -> String {
-    if owner == "hub" { "the hub".to_string() } else { format!("spoke `{owner}`") }
+    if owner == "hub" {
+        "the hub".to_string()
+    } else {
+        format!("spoke `{owner}`")
+    }
 }
 
 fn describe_record(record: &RecordState) -> String {

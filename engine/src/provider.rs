@@ -61,9 +61,13 @@ pub trait Provider: Send + Sync {
 
     async fn apply(&self, request: &StepRequest<'_>) -> Result<Outputs, ProviderError>;
 
-    async fn undo(&self, request: &StepRequest<'_>, outputs: &Outputs) -> Result<(), ProviderError>;
+    async fn undo(&self, request: &StepRequest<'_>, outputs: &Outputs)
+    -> Result<(), ProviderError>;
 
-    async fn find_created(&self, request: &StepRequest<'_>) -> Result<Option<Outputs>, ProviderError>;
+    async fn find_created(
+        &self,
+        request: &StepRequest<'_>,
+    ) -> Result<Option<Outputs>, ProviderError>;
 
     /// Returns the API endpoint override in use, if any, recorded in plan files.
     fn endpoint_url(&self) -> Option<String>;
@@ -135,7 +139,11 @@ impl ProviderError {
 
 impl fmt::Display for ProviderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} in {} failed: ", self.service, self.operation, self.region)?;
+        write!(
+            f,
+            "{} {} in {} failed: ",
+            self.service, self.operation, self.region
+        )?;
         if let Some(code) = &self.code {
             write!(f, "{code}: ")?;
         }

@@ -61,7 +61,10 @@ impl From<&str> for Address {
 pub enum Value {
     Known(String),
     /// Output `output` (such as `id` or `dns_name`) of the step at `from`.
-    Output { from: Address, output: String },
+    Output {
+        from: Address,
+        output: String,
+    },
 }
 
 impl Value {
@@ -70,7 +73,10 @@ impl Value {
     }
 
     pub fn output(from: &Address, output: &str) -> Self {
-        Value::Output { from: from.clone(), output: output.to_string() }
+        Value::Output {
+            from: from.clone(),
+            output: output.to_string(),
+        }
     }
 
     /// Returns the value when it is known.
@@ -187,7 +193,9 @@ impl Resource {
             Resource::PeeringAcceptance(acceptance) => values.push(&acceptance.peering_id),
             Resource::Route(route) => values.push(&route.peering_id),
             Resource::ZoneAssociation(association) => values.push(&association.zone_id),
-            Resource::AssociationAuthorization(authorization) => values.push(&authorization.zone_id),
+            Resource::AssociationAuthorization(authorization) => {
+                values.push(&authorization.zone_id)
+            }
         }
         values.retain(|value| matches!(value, Value::Output { .. }));
         values

@@ -22,10 +22,22 @@ pub const WORKLOAD_SECURITY: Saas = Saas {
     zone_name: "deepsecurity.trendmicro.com",
     region: "us-east-1",
     services: &[
-        ("relay", "com.amazonaws.vpce.us-east-1.vpce-svc-0ca160f19663f348e"),
-        ("agents", "com.amazonaws.vpce.us-east-1.vpce-svc-0ecb2dc36c34b3aef"),
-        ("dsmim", "com.amazonaws.vpce.us-east-1.vpce-svc-01a733ad6b4b0afc1"),
-        ("app", "com.amazonaws.vpce.us-east-1.vpce-svc-04912367f0b0c73d9"),
+        (
+            "relay",
+            "com.amazonaws.vpce.us-east-1.vpce-svc-0ca160f19663f348e",
+        ),
+        (
+            "agents",
+            "com.amazonaws.vpce.us-east-1.vpce-svc-0ecb2dc36c34b3aef",
+        ),
+        (
+            "dsmim",
+            "com.amazonaws.vpce.us-east-1.vpce-svc-01a733ad6b4b0afc1",
+        ),
+        (
+            "app",
+            "com.amazonaws.vpce.us-east-1.vpce-svc-04912367f0b0c73d9",
+        ),
     ],
     port: 443,
 };

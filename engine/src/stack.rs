@@ -129,7 +129,10 @@ pub struct Context {
 
 impl Stack {
     pub fn hub_context(&self) -> Context {
-        Context { region: self.hub.region.clone(), credentials: self.hub.credentials.clone() }
+        Context {
+            region: self.hub.region.clone(),
+            credentials: self.hub.credentials.clone(),
+        }
     }
 
     /// Returns the context of spoke `spoke`: its region, with the hub's credentials unless the
@@ -140,7 +143,10 @@ impl Stack {
         } else {
             spoke.credentials.clone()
         };
-        Context { region: spoke.region.clone(), credentials }
+        Context {
+            region: spoke.region.clone(),
+            credentials,
+        }
     }
 
     /// Returns the hub context (for Route 53 and the hub region) followed by every spoke's,

@@ -63,8 +63,13 @@ impl Action {
         }
     }
 
-    pub const ALL: [Action; 5] =
-        [Action::Create, Action::Adopt, Action::Update, Action::Replace, Action::Delete];
+    pub const ALL: [Action; 5] = [
+        Action::Create,
+        Action::Adopt,
+        Action::Update,
+        Action::Replace,
+        Action::Delete,
+    ];
 }
 
 /// One change of a plan: an action on one object, with its attributes before and after.
