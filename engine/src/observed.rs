@@ -260,10 +260,7 @@ impl Observed {
             prints.insert(key, fingerprint(&value));
         };
         for (context, identity) in &self.identities {
-            add(
-                format!("identity/{}", context.region),
-                serde_json::json!(identity),
-            );
+            add(identity_key(context), serde_json::json!(identity));
         }
         for (id, vpc) in &self.vpcs {
             add(format!("vpc/{id}"), serde_json::json!(vpc));
@@ -326,6 +323,20 @@ impl Observed {
             .find(|(c, _)| c == context)
             .map(|(_, identity)| identity.account_id.as_str())
     }
+}
+
+/// Returns the fingerprint key of the identity behind `context`: its region, plus the profile
+/// or role when set, so two sets of credentials in one region get two keys.
+fn identity_key(context: &Context) -> String {
+    let mut key = format!("identity/{}", context.region);
+    for part in [&context.credentials.profile, &context.credentials.role_arn]
+        .into_iter()
+        .flatten()
+    {
+        key.push('/');
+        key.push_str(part);
+    }
+    key
 }
 
 /// Returns `sha256:` and the hex digest of `value`'s compact JSON.

@@ -783,7 +783,12 @@ impl<'a> Planner<'a> {
                 target_zone_id: endpoint.zone_id.clone(),
                 evaluate_target_health: false,
             };
-            for live in live_records.iter().filter(|r| r.name == name) {
+            // Only an A record or a CNAME at the name keeps the alias from being written: other
+            // types, such as TXT or AAAA, can sit beside it.
+            let blocking = |r: &&RecordState| {
+                r.name == name && matches!(r.record_type.as_str(), "A" | "CNAME")
+            };
+            for live in live_records.iter().filter(blocking) {
                 match (&live.alias, live.record_type.as_str()) {
                     (Some(alias), "A") if live.set_identifier.is_none() => before.push(AliasRecord {
                         name: name.clone(),

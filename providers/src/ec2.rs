@@ -246,7 +246,7 @@ pub fn is_tagged_for(tags: &Tags, call: &StepCall<'_>) -> bool {
 /// Deletes group `id`, retrying while it is still in use until the step's wait timeout.
 ///
 /// An endpoint's network interfaces keep the group for a while after the endpoint reads
-/// `deleted`, and EC2 answers `DependencyViolation` until they are gone.
+/// `deleted`, and EC2 returns `DependencyViolation` until they are gone.
 async fn delete_security_group(call: &StepCall<'_>, id: &str) -> Result<(), ProviderError> {
     let ec2 = call.ec2()?;
     // The last DependencyViolation, whose evidence the timeout error keeps.
@@ -371,7 +371,12 @@ async fn authorize_ingress(call: &StepCall<'_>, rule: &IngressRule) -> Result<()
         .ip_permissions(permission(rule));
     match send!(ec2.site, "AuthorizeSecurityGroupIngress", request) {
         Ok(_) => {
-            tracing::info!(group = group_id, cidr = %rule.cidr, port = rule.port, "added ingress rule");
+            tracing::info!(
+                group = group_id,
+                cidr = %rule.cidr,
+                port = rule.port,
+                "added ingress rule"
+            );
             Ok(())
         }
         Err(error) if has_code(&error, "InvalidPermission.Duplicate") => {

@@ -411,8 +411,8 @@ fn difference(a: &BTreeSet<String>, b: &BTreeSet<String>) -> Option<Vec<String>>
     (!only_a.is_empty()).then_some(only_a)
 }
 
-/// Deletes endpoint `id` and waits until it reads `deleted` or is no longer listed; deleted
-/// endpoints stay listed for a while (in moto 5.2.5, for good).
+/// Deletes endpoint `id` and waits until it reads `deleted` or is no longer listed. Deleted
+/// endpoints stay listed for a while, and in moto 5.2.5 for good.
 async fn delete(call: &StepCall<'_>, id: &str) -> Result<(), ProviderError> {
     let ec2 = call.ec2()?;
     let request = ec2.client.delete_vpc_endpoints().vpc_endpoint_ids(id);
@@ -424,7 +424,7 @@ async fn delete(call: &StepCall<'_>, id: &str) -> Result<(), ProviderError> {
         }
         Err(error) => return Err(error),
     };
-    // DeleteVpcEndpoints reports per-endpoint failures in the answer rather than as an error.
+    // DeleteVpcEndpoints reports per-endpoint failures in its response rather than as an error.
     if let Some(item) = answer
         .unsuccessful()
         .iter()

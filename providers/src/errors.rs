@@ -5,6 +5,7 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
@@ -12,14 +13,13 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_types::request_id::RequestId;
 use linkplan_engine::provider::{ErrorKind, ProviderError};
 
 use crate::sdk_config::Timeouts;
 
-/// Where a call goes, for the errors it may return.
+/// The destination of a call (service, region, endpoint), recorded in the errors it returns.
 #[derive(Debug, Clone)]
 pub struct CallSite {
     /// `ec2`, `route53` or `sts`.
@@ -108,38 +108,39 @@ impl CallSite {
             SdkError::ServiceError(service_error) => {
                 let inner = service_error.err();
                 let status = service_error.raw().status().as_u16();
-                let code = inner.code().map(str::to_string);
-                let message = inner
-                    .message()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| DisplayErrorContext(inner).to_string());
-                let kind = kind_of(code.as_deref(), Some(status));
-                let request_id = request_id.or_else(|| inner.meta().request_id().map(String::from));
-                ProviderError {
-                    code,
-                    message,
-                    request_id,
-                    ..self.base(kind, operation)
+                match inner.code() {
+                    Some(code) => {
+                        let message = inner
+                            .message()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| error_chain(inner));
+                        let request_id =
+                            request_id.or_else(|| inner.meta().request_id().map(String::from));
+                        ProviderError {
+                            code: Some(code.to_string()),
+                            message,
+                            request_id,
+                            ..self.base(kind_of(Some(code), Some(status)), operation)
+                        }
+                    }
+                    // The body was not an AWS error document, such as moto's HTML error pages.
+                    None => ProviderError {
+                        message: not_an_aws_error(status, operation),
+                        request_id,
+                        ..self.base(kind_of(None, Some(status)), operation)
+                    },
                 }
             }
             SdkError::ResponseError(response_error) => {
                 let status = response_error.raw().status().as_u16();
-                let kind = kind_of(None, Some(status));
-                let mut message = format!(
-                    "the endpoint answered HTTP {status} with a body that is not an AWS error \
-                     response"
-                );
-                if status == 404 {
-                    message.push_str(&format!(" (it may not implement {operation})"));
-                }
                 ProviderError {
-                    message,
+                    message: not_an_aws_error(status, operation),
                     request_id,
-                    ..self.base(kind, operation)
+                    ..self.base(kind_of(None, Some(status)), operation)
                 }
             }
             SdkError::TimeoutError(_) => {
-                let detail = DisplayErrorContext(&error).to_string();
+                let detail = error_chain(&error);
                 let (limit, name) = if detail.contains("operation attempt timeout") {
                     (self.timeouts.attempt, "attempt")
                 } else {
@@ -152,34 +153,48 @@ impl CallSite {
                 }
             }
             SdkError::DispatchFailure(failure) => {
-                let detail = DisplayErrorContext(&error).to_string();
-                let message = if failure.is_timeout() {
+                let detail = error_chain(&error);
+                let (kind, message) = if failure.is_timeout() {
                     let (limit, name) = if detail.contains("HTTP connect timeout") {
                         (self.timeouts.connect, "connect")
                     } else {
                         (self.timeouts.read, "read")
                     };
-                    self.no_answer_message(limit.as_secs(), name, &detail)
+                    (
+                        ErrorKind::Transient,
+                        self.no_answer_message(limit.as_secs(), name, &detail),
+                    )
+                } else if failure.is_io() {
+                    let message = format!("could not reach {}: {detail}", self.endpoint_name());
+                    (ErrorKind::Transient, message)
+                } else if has_source::<CredentialsError>(&error) {
+                    // Identity resolution fails before the request is sent, as a dispatch
+                    // failure of kind "other".
+                    let message = format!(
+                        "no usable credentials: {detail}; check the profile or role in the \
+                         config, or the AWS_* variables of the environment"
+                    );
+                    (ErrorKind::Unauthorized, message)
                 } else {
-                    format!("could not reach {}: {detail}", self.endpoint_name())
+                    (
+                        ErrorKind::Other,
+                        format!("the request was not sent: {detail}"),
+                    )
                 };
                 ProviderError {
                     message,
-                    ..self.base(ErrorKind::Transient, operation)
+                    ..self.base(kind, operation)
                 }
             }
             SdkError::ConstructionFailure(_) => {
-                let message = format!(
-                    "the request could not be built: {}",
-                    DisplayErrorContext(&error)
-                );
+                let message = format!("the request could not be built: {}", error_chain(&error));
                 ProviderError {
                     message,
                     ..self.base(ErrorKind::Other, operation)
                 }
             }
             _ => {
-                let message = DisplayErrorContext(&error).to_string();
+                let message = error_chain(&error);
                 ProviderError {
                     message,
                     ..self.base(ErrorKind::Other, operation)
@@ -228,6 +243,46 @@ impl CallSite {
     }
 }
 
+/// Returns the messages of `error` and its sources, joined by `: `. A message already contained
+/// in the one before it is left out, since SDK errors often repeat their source's text.
+fn error_chain(error: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(current) = next {
+        let text = current.to_string();
+        if !parts
+            .last()
+            .is_some_and(|previous| previous.contains(&text))
+        {
+            parts.push(text);
+        }
+        next = current.source();
+    }
+    parts.join(": ")
+}
+
+/// Reports whether an error of type `T` is in the source chain of `error`.
+fn has_source<T: StdError + 'static>(error: &(dyn StdError + 'static)) -> bool {
+    let mut next: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(current) = next {
+        if current.is::<T>() {
+            return true;
+        }
+        next = current.source();
+    }
+    false
+}
+
+fn not_an_aws_error(status: u16, operation: &str) -> String {
+    let mut message = format!(
+        "the endpoint answered HTTP {status} with a body that is not an AWS error response"
+    );
+    if status == 404 {
+        message.push_str(&format!(" (it may not implement {operation})"));
+    }
+    message
+}
+
 /// Returns the kind of an AWS error with `code` and HTTP `status`.
 pub fn kind_of(code: Option<&str>, status: Option<u16>) -> ErrorKind {
     if let Some(kind) = code.and_then(kind_of_code) {
@@ -240,7 +295,7 @@ pub fn kind_of(code: Option<&str>, status: Option<u16>) -> ErrorKind {
     }
 }
 
-/// Error codes that say the caller may not make the call.
+/// Error codes returned when the caller is not allowed to make the call.
 const UNAUTHORIZED_CODES: &[&str] = &[
     "UnauthorizedOperation",
     "AuthFailure",
@@ -300,7 +355,7 @@ const SERVER_ERROR_CODES: &[&str] = &[
     "RequestTimeout",
 ];
 
-/// Returns the kind of AWS error code `code`, or `None` when the code alone does not say.
+/// Returns the kind of AWS error code `code`, or `None` when the code alone does not decide it.
 pub fn kind_of_code(code: &str) -> Option<ErrorKind> {
     if UNAUTHORIZED_CODES.contains(&code) || code.starts_with("AccessDenied") {
         return Some(ErrorKind::Unauthorized);
@@ -328,7 +383,7 @@ pub fn kind_of_code(code: &str) -> Option<ErrorKind> {
     None
 }
 
-/// Reports whether `error` says the object is absent, so a delete counts as done.
+/// Reports whether `error` means the object is absent, so that a delete counts as done.
 pub fn is_not_found(error: &ProviderError) -> bool {
     error.kind == ErrorKind::NotFound
 }
@@ -468,6 +523,20 @@ mod tests {
             converted
                 .message
                 .contains("within 7 s (the connect timeout)"),
+            "{}",
+            converted.message
+        );
+    }
+
+    #[test]
+    fn missing_credentials_are_unauthorized() {
+        let missing = CredentialsError::not_loaded("no providers in chain provided credentials");
+        let source = ConnectorError::other(Box::new(missing), None);
+        let error: SdkError<DescribeVpcsError, HttpResponse> = SdkError::dispatch_failure(source);
+        let converted = site().error("DescribeVpcs", error, 1);
+        assert_eq!(converted.kind, ErrorKind::Unauthorized);
+        assert!(
+            converted.message.starts_with("no usable credentials"),
             "{}",
             converted.message
         );

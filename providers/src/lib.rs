@@ -4,35 +4,38 @@
 //! # How the provider is built
 //! 1. [`AwsProvider::new`] loads one shared SDK config per set of credentials (the standard
 //!    chain, a named profile, or a role assumed on top of either), with the timeouts of
-//!    [`Timeouts`] and standard retries with exponential backoff ([`sdk_config`]).
+//!    [`Timeouts`] and standard retries with exponential backoff (`sdk_config.rs`).
 //! 2. It builds one EC2 and one STS client per context (region and credentials) and one
 //!    Route 53 client per set of credentials, signed for us-east-1 whatever the hub's region.
 //! 3. It resolves each service's endpoint the way the SDK does, rejects an override that
 //!    reaches only some services, and keeps the result for [`Provider::endpoint_url`].
 //!
 //! # How a stack is read
-//! 1. STS `GetCallerIdentity` runs for every context ([`read`]).
+//! 1. STS `GetCallerIdentity` runs for every context (`read.rs`).
 //! 2. Each context's region is read in parallel, a few at a time: VPCs, their DNS attributes,
-//!    DHCP options and route tables, and the zone mapping ([`read_ec2`]). The hub's region
+//!    DHCP options and route tables, and the zone mapping (`read_ec2.rs`). The hub's region
 //!    also reads the subnets, endpoint services, endpoints, security groups and requested
-//!    peerings; the spokes' regions read the peerings they accept.
+//!    peerings. The spokes' regions read the peerings they accept.
 //! 3. Route 53 is read alongside: zones by name and through every stack VPC, their tags, and
-//!    the record sets of the private ones ([`read_route53`]).
+//!    the record sets of the private ones (`read_route53.rs`).
 //! 4. Everything is normalized as [`linkplan_engine::observed`] documents and merged.
 //!
 //! # How a step is applied
-//! 1. [`Provider::apply`] picks the module of the step's kind: [`ec2`] (VPC attributes,
-//!    security groups, ingress rules), [`endpoint`], [`peering`] (connections, acceptance,
-//!    routes) or [`route53`] (zone, records, associations, authorizations).
-//! 2. Creates first look for an object an earlier attempt of the same step made (by tags,
-//!    caller reference or content), then call the API with the step's idempotency token where
-//!    the API takes one ([`retry`] narrows the SDK's retries for calls that take none).
-//! 3. The step then waits ([`wait`]) until the object is usable, and returns its outputs.
-//! 4. [`Provider::undo`] reverses a completed step and waits until that has taken effect;
+//! 1. [`Provider::apply`] picks the module of the step's kind: `ec2.rs` (VPC attributes,
+//!    security groups, ingress rules), `endpoint.rs`, `peering.rs` (connections, acceptance,
+//!    routes) or `route53.rs` (zone, records, associations, authorizations).
+//! 2. A create of a security group, endpoint or peering first looks for the object an earlier
+//!    attempt of the same step made, by its tags, and a zone create looks by caller reference.
+//!    Then the API is called with the step's idempotency token where the API takes one. For
+//!    calls that take none, `retry.rs` narrows the SDK's retries to throttling. The other
+//!    creates are idempotent as they are: a duplicate rule or route counts as done, and
+//!    records are written with `UPSERT`.
+//! 3. The step then waits (`wait.rs`) until the object is usable, and returns its outputs.
+//! 4. [`Provider::undo`] reverses a completed step and waits until that has taken effect.
 //!    [`Provider::find_created`] finds what a create step may have left behind.
 //!
 //! Every SDK error becomes a [`ProviderError`] with the service, operation, region, AWS error
-//! code, request id and attempt count ([`errors`]).
+//! code, request id and attempt count (`errors.rs`).
 
 #![allow(
     clippy::result_large_err,
@@ -63,7 +66,7 @@ use linkplan_engine::step::Action;
 use tracing::Instrument;
 
 use crate::sdk_config::Clients;
-pub use crate::sdk_config::{ProviderOptions, ROUTE53_REGION, Timeouts};
+pub use crate::sdk_config::{ProviderOptions, Timeouts};
 use crate::steps::StepCall;
 
 /// The provider over the AWS SDK.

@@ -406,7 +406,11 @@ async fn create_route(call: &StepCall<'_>, route: &Route) -> Result<(), Provider
         .vpc_peering_connection_id(peering_id);
     let error = match send!(ec2.site, "CreateRoute", request) {
         Ok(_) => {
-            tracing::info!(table = %route.route_table_id, cidr = %route.destination_cidr, "created route");
+            tracing::info!(
+                table = %route.route_table_id,
+                cidr = %route.destination_cidr,
+                "created route"
+            );
             return Ok(());
         }
         Err(error) if has_code(&error, "RouteAlreadyExists") => error,
@@ -416,7 +420,11 @@ async fn create_route(call: &StepCall<'_>, route: &Route) -> Result<(), Provider
     // A route to the same destination exists: done when it goes over this connection.
     match route_target(ec2, route).await? {
         Some(target) if target == peering_id => {
-            tracing::info!(table = %route.route_table_id, cidr = %route.destination_cidr, "route already present");
+            tracing::info!(
+                table = %route.route_table_id,
+                cidr = %route.destination_cidr,
+                "route already present"
+            );
             Ok(())
         }
         target => Err(ProviderError {
@@ -444,7 +452,11 @@ async fn delete_route(
     let peering_id = call.known(&route.peering_id)?;
     match route_target(ec2, route).await? {
         None => {
-            tracing::info!(table = %route.route_table_id, cidr = %route.destination_cidr, "route already absent");
+            tracing::info!(
+                table = %route.route_table_id,
+                cidr = %route.destination_cidr,
+                "route already absent"
+            );
             return Ok(());
         }
         Some(target) if target != peering_id => {
@@ -470,7 +482,11 @@ async fn delete_route(
         .destination_cidr_block(&route.destination_cidr);
     match send!(ec2.site, "DeleteRoute", request) {
         Ok(_) => {
-            tracing::info!(table = %route.route_table_id, cidr = %route.destination_cidr, "deleted route");
+            tracing::info!(
+                table = %route.route_table_id,
+                cidr = %route.destination_cidr,
+                "deleted route"
+            );
             Ok(())
         }
         Err(error) if is_not_found(&error) => Ok(()),

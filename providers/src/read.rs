@@ -37,7 +37,7 @@ struct RegionGroup {
     reads_zone_ids: bool,
 }
 
-/// What one context's read found.
+/// The objects one context's read found.
 #[derive(Debug, Default)]
 struct RegionRead {
     vpcs: BTreeMap<String, Option<VpcState>>,
@@ -168,7 +168,7 @@ async fn read_region(
 
     // First round: everything that needs only ids from the config.
     let zone_ids = async {
-        if group.reads_zone_ids || group.is_hub {
+        if group.reads_zone_ids {
             ec2::describe_zone_ids(client).await.map(Some)
         } else {
             Ok(None)
@@ -194,7 +194,7 @@ async fn read_region(
         .values()
         .flatten()
         .filter_map(|vpc| vpc.dhcp_options_id())
-        .filter(|id| *id != "default")
+        .filter(|id| *id != ec2::NO_DHCP_OPTIONS)
         .map(str::to_string)
         .collect();
     let missing_tables: Vec<String> = group
@@ -308,10 +308,10 @@ async fn read_peerings(
 /// Keeps the peerings between the hub VPC and a spoke VPC, or tagged with the stack, merged by
 /// id and sorted.
 ///
-/// A cross-region peering is listed in both regions. The two views are merged: tags are
-/// united (tags set on one side are not copied to the other), and when the statuses differ,
-/// which happens for a while after acceptance, the one that is not `active` is kept, so the
-/// planner never routes over a connection that is active on one side only.
+/// A cross-region peering is listed in both regions, and the two views are merged. Tags are
+/// united, because tags set on one side are not copied to the other. The statuses differ for a
+/// while after acceptance, and then the one that is not `active` is kept, so that the planner
+/// never routes over a connection that is active on one side only.
 fn stack_peerings(stack: &Stack, found: Vec<PeeringState>) -> Vec<PeeringState> {
     let spokes: BTreeSet<&str> = stack.spokes.iter().map(|s| s.vpc_id.as_str()).collect();
     let hub = stack.hub.vpc_id.as_str();
@@ -425,7 +425,7 @@ mod tests {
     }
 
     #[test]
-    fn spoke_with_other_credentials_in_hub_region_skips_zone_ids() {
+    fn foreign_spoke_skips_zone_ids() {
         let mut stack = stack();
         stack.spokes[1].credentials.profile = Some("other".to_string());
         let groups = region_groups(&stack);

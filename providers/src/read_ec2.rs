@@ -1,5 +1,5 @@
 //! The EC2 half of `read`: one describe call per kind of object and region, pagination
-//! followed, and the answers normalized into [`linkplan_engine::observed`] types.
+//! followed, and the responses normalized into [`linkplan_engine::observed`] types.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,7 +21,7 @@ use crate::normalize::{dns_name, ec2_tags, filter};
 use crate::sdk_config::Ec2;
 
 /// The option set id EC2 reports for a VPC that uses no DHCP option set, so AmazonProvidedDNS.
-const NO_DHCP_OPTIONS: &str = "default";
+pub const NO_DHCP_OPTIONS: &str = "default";
 
 /// Reads the VPCs `ids`; absent ones map to `None`.
 ///
@@ -107,7 +107,7 @@ pub async fn describe_dns_attributes(
 }
 
 /// Reads the DHCP option sets `ids`, by the `dhcp-options-id` filter so that a set deleted
-/// meanwhile is simply missing from the answer.
+/// meanwhile is simply missing from the response.
 pub async fn describe_dhcp_options(
     ec2: &Ec2,
     ids: &BTreeSet<String>,
@@ -249,7 +249,7 @@ async fn read_subnet_pages(
 ///
 /// The whole call fails with `InvalidServiceName` when any name is unknown or not allowlisted
 /// for the account, so that case is asked again one name at a time to tell which. The
-/// `service-name` filter is avoided: moto 5.2.5 answers it with HTTP 500.
+/// `service-name` filter is avoided: moto 5.2.5 returns HTTP 500 for it.
 pub async fn describe_services(
     ec2: &Ec2,
     names: &[String],
@@ -338,7 +338,7 @@ fn service_state(detail: &ServiceDetail, zone_ids: &BTreeMap<String, String>) ->
 }
 
 /// Reads every interface endpoint of VPC `vpc_id`, by the `vpc-id` filter. Endpoint ids go in
-/// `VpcEndpointIds` elsewhere: moto 5.2.5 answers the `vpc-endpoint-id` filter with HTTP 500.
+/// `VpcEndpointIds` elsewhere: moto 5.2.5 returns HTTP 500 for the `vpc-endpoint-id` filter.
 pub async fn describe_endpoints_of_vpc(
     ec2: &Ec2,
     vpc_id: &str,
@@ -363,7 +363,7 @@ pub async fn describe_endpoints_of_vpc(
     Ok(endpoints)
 }
 
-/// Reads endpoint `id`; `None` when EC2 no longer knows it.
+/// Reads endpoint `id`, or returns `None` when EC2 does not list it.
 pub async fn describe_endpoint(
     ec2: &Ec2,
     id: &str,
@@ -625,7 +625,7 @@ pub fn peering_state(peering: &VpcPeeringConnection) -> PeeringState {
     }
 }
 
-/// Builds the state of `vpc` from the describe answers of its region.
+/// Builds the state of `vpc` from the describe responses of its region.
 pub fn vpc_state(
     vpc: &Vpc,
     region: &str,
@@ -673,9 +673,9 @@ fn vpc_cidrs(vpc: &Vpc) -> Vec<IpNet> {
     cidrs
 }
 
-/// Reports whether the VPC's DHCP options resolve through AmazonProvidedDNS: true with no
-/// option set, or with `AmazonProvidedDNS` among `domain-name-servers`; `None` when the set
-/// could not be read.
+/// Reports whether the VPC's DHCP options resolve through AmazonProvidedDNS. That is the case
+/// with no option set, or with `AmazonProvidedDNS` among `domain-name-servers`. Returns `None`
+/// when the option set could not be read.
 fn amazon_dns(set_id: Option<&str>, sets: &BTreeMap<String, DhcpOptions>) -> Option<bool> {
     let set_id = match set_id {
         None | Some(NO_DHCP_OPTIONS) => return Some(true),

@@ -21,7 +21,7 @@ pub struct VpcLookup<'a> {
     pub client: &'a Route53,
 }
 
-/// What the Route 53 read found.
+/// The zones and records the Route 53 read found.
 #[derive(Debug, Default)]
 pub struct ZonesRead {
     pub hosted_zones: Vec<HostedZoneState>,
@@ -47,7 +47,17 @@ pub async fn read_zones(
     }
 
     for vpc in vpcs {
-        for summary in list_zones_by_vpc(vpc, name).await? {
+        let summaries = match list_zones_by_vpc(vpc, name).await {
+            Ok(summaries) => summaries,
+            // A VPC that does not exist (any more) has no zones. The EC2 read records it as
+            // absent, and the planner reports that with the VPC's id.
+            Err(error) if matches!(error.kind, ErrorKind::NotFound | ErrorKind::InvalidRequest) => {
+                tracing::warn!(vpc = %vpc.vpc_id, "ListHostedZonesByVPC failed, skipped: {error}");
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        for summary in summaries {
             if zones.contains_key(&summary.zone_id) {
                 continue;
             }
@@ -70,6 +80,7 @@ pub async fn read_zones(
             Some(reader) => {
                 records.insert(id.clone(), list_records(reader, id).await?);
             }
+            // NOTE: such a zone is in `hosted_zones` without an entry in `records`.
             None => tracing::warn!(
                 zone = %id,
                 "private zone {id} is associated with a stack VPC but belongs to an account \

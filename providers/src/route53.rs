@@ -22,9 +22,9 @@ use crate::wait::{Probe, WaitError, poll, seconds};
 /// ChangeTagsForResource takes at most this many tags to add per call.
 const TAG_CHANGE_BATCH: usize = 10;
 
-/// A hosted zone id is at most this long; an alias target longer than this, or with a dot, is
-/// a DNS name put where the zone id belongs, which Route 53 reports only as a cryptic length
-/// error.
+/// The maximum length of a hosted zone id. An alias target zone id that is longer, or has a
+/// dot, is a DNS name put where the zone id belongs, and Route 53 reports that only as a
+/// cryptic length error.
 const MAX_ZONE_ID_LENGTH: usize = 32;
 
 // ---- Hosted zone ----------------------------------------------------------------------------
@@ -82,7 +82,7 @@ pub async fn find_zone(call: &StepCall<'_>) -> Result<Option<Outputs>, ProviderE
 
 /// Creates the private zone with `CallerReference` = the step's token, tags it and waits for
 /// the change. A zone with that caller reference (from an earlier attempt) is used instead:
-/// AWS answers a repeated reference with `HostedZoneAlreadyExists`, while moto 5.2.5 creates a
+/// AWS rejects a repeated reference with `HostedZoneAlreadyExists`, while moto 5.2.5 creates a
 /// second zone, so the zone is looked for before the call too.
 async fn create_zone(call: &StepCall<'_>, zone: &HostedZone) -> Result<String, ProviderError> {
     let route53 = call.route53()?;
@@ -324,7 +324,7 @@ impl KnownRecord {
     }
 }
 
-/// The records of `records` with every value known and every alias zone id checked.
+/// Resolves the records of `records` to known values and checks every alias zone id.
 fn known_records(
     call: &StepCall<'_>,
     records: &AliasRecords,
@@ -623,8 +623,8 @@ async fn associate(
     }
 }
 
-/// Reports whether the VPC is associated with the zone, by ListHostedZonesByVPC, which the
-/// VPC's account may call whoever owns the zone.
+/// Reports whether the VPC is associated with the zone, by ListHostedZonesByVPC. The VPC's
+/// account may make that call even when another account owns the zone.
 async fn is_associated(
     route53: &Route53,
     zone: &str,
@@ -683,6 +683,19 @@ async fn disassociate(
             }
         }
         Err(error) if is_not_found(&error) => {
+            tracing::info!(
+                zone,
+                vpc = vpc_id,
+                "VPC already disassociated from hosted zone"
+            );
+            Ok(())
+        }
+        // moto 5.2.5 checks for the last association before checking that this VPC is
+        // associated at all, so a repeated disassociation can get LastVPCAssociation.
+        Err(error) if has_code(&error, "LastVPCAssociation") => {
+            if is_associated(route53, zone, vpc_id, region).await? {
+                return Err(error);
+            }
             tracing::info!(
                 zone,
                 vpc = vpc_id,

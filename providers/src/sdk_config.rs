@@ -62,7 +62,7 @@ impl Timeouts {
     }
 }
 
-/// How the provider reaches AWS.
+/// Connection settings of the provider: endpoint override, timeouts and retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderOptions {
     /// One API endpoint for every client (EC2 in each region, Route 53, STS), such as a local
@@ -183,11 +183,15 @@ impl Clients {
             );
         }
 
+        let endpoint_url = endpoints.summary();
+        if let Some(url) = &endpoint_url {
+            warn_if_proxied(url);
+        }
         Ok(Clients {
             ec2,
             sts,
             route53,
-            endpoint_url: endpoints.summary(),
+            endpoint_url,
         })
     }
 
@@ -236,6 +240,40 @@ impl Clients {
         self.route53
             .get(&context.credentials)
             .ok_or_else(|| missing_context("route53", context))
+    }
+}
+
+/// Warns when a loopback endpoint would be reached through a proxy. With the latest behavior
+/// version the SDK's HTTP client honours `HTTP_PROXY` and `HTTPS_PROXY`, and it bypasses
+/// loopback addresses only when `NO_PROXY` names them.
+fn warn_if_proxied(url: &str) {
+    let loopback = ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .find(|host| url.contains(*host));
+    let Some(host) = loopback else { return };
+    let proxy_set = [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+    ]
+    .iter()
+    .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
+    let bypass = ["NO_PROXY", "no_proxy"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .any(|rules| {
+            rules
+                .split(',')
+                .any(|rule| rule.trim() == host.trim_matches(['[', ']']))
+        });
+    if proxy_set && !bypass {
+        tracing::warn!(
+            endpoint = url,
+            "a proxy variable is set, so calls to the loopback endpoint {url} go through the \
+             proxy: add {host} to NO_PROXY"
+        );
     }
 }
 
@@ -389,8 +427,8 @@ impl ServiceEndpoints {
 
 /// Returns the endpoint URL a client of service `service_id` built from `config` uses.
 ///
-/// It repeats the rule of each generated `config::Builder::from(&SdkConfig)` in aws-sdk-ec2
-/// 1.195, aws-sdk-route53 1.103 and aws-sdk-sts 1.94: a URL set in code wins; otherwise the
+/// It repeats the rule of the generated `config::Builder::from(&SdkConfig)` in aws-sdk-ec2
+/// 1.195, aws-sdk-route53 1.103 and aws-sdk-sts 1.94. A URL set in code wins. Otherwise the
 /// service-specific variable or profile key (`AWS_ENDPOINT_URL_EC2`, `AWS_ENDPOINT_URL_ROUTE_53`,
 /// `AWS_ENDPOINT_URL_STS`) comes before the shared one (`AWS_ENDPOINT_URL`, `endpoint_url`).
 fn resolved_endpoint(config: &SdkConfig, service_id: &str) -> Option<String> {

@@ -1,4 +1,4 @@
-//! What every step implementation shares: the request, the clients, typed access to the step's
+//! The parts every step implementation shares: the request, the clients, typed access to the step's
 //! `before` and `after`, and the errors for steps the provider cannot perform.
 
 use linkplan_engine::provider::{ErrorKind, Outputs, ProviderError, StepRequest};

@@ -23,7 +23,7 @@ pub enum Probe<T> {
     Pending(String),
 }
 
-/// Why a wait ended without the wanted state.
+/// The reason a wait ended without the wanted state.
 #[derive(Debug)]
 pub enum WaitError {
     /// A probe failed, or saw a state the object cannot leave.

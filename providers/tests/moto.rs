@@ -18,14 +18,16 @@ use linkplan_aws::{AwsProvider, ProviderOptions};
 use linkplan_engine::observed::{Observed, ServiceLookup};
 use linkplan_engine::provider::{NoProgress, Outputs, Provider, StepRequest};
 use linkplan_engine::resource::{
-    AliasRecord, AliasRecords, Endpoint, HostedZone, IngressRule, PeeringAcceptance,
-    PeeringConnection, Resource, Route, SecurityGroup, Value, VpcAttribute, VpcDnsAttribute,
-    outputs, tags_for,
+    AliasRecord, AliasRecords, AssociationAuthorization, Endpoint, HostedZone, IngressRule,
+    PeeringAcceptance, PeeringConnection, Resource, Route, SecurityGroup, Value, VpcAttribute,
+    VpcDnsAttribute, ZoneAssociation, outputs, tags_for,
 };
 use linkplan_engine::stack::{
     Context, Credentials, Hub, Service, Spoke, Stack, SubnetPolicy, Zone,
 };
 use linkplan_engine::step::{Action, Step};
+
+mod support;
 
 const HUB_REGION: &str = "us-east-1";
 const SPOKE_REGION: &str = "us-west-2";
@@ -159,6 +161,17 @@ fn moto() -> Option<String> {
                 "/nonexistent/linkplan-test-credentials",
             );
             std::env::remove_var("AWS_PROFILE");
+            // The SDK's HTTP client honours proxy variables, and loopback needs no proxy.
+            std::env::set_var("NO_PROXY", "127.0.0.1,localhost");
+            for proxy in [
+                "HTTP_PROXY",
+                "http_proxy",
+                "HTTPS_PROXY",
+                "https_proxy",
+                "ALL_PROXY",
+            ] {
+                std::env::remove_var(proxy);
+            }
             std::env::remove_var("AWS_SESSION_TOKEN");
             for service in ["EC2", "ROUTE_53", "STS"] {
                 std::env::remove_var(format!("AWS_ENDPOINT_URL_{service}"));
@@ -218,10 +231,10 @@ impl Recorder {
     }
 }
 
-/// Relays one request and its response; moto answers with `Connection: close`, and the request
+/// Relays one request and its response. moto replies with `Connection: close`, and the request
 /// is rewritten to ask for that too, so that each connection carries one exchange.
 fn relay(mut client: TcpStream, upstream: &str, kept: &Mutex<Vec<String>>) {
-    let Some(request) = read_request(&mut client) else {
+    let Some(request) = support::read_request(&mut client) else {
         return;
     };
     let text = String::from_utf8_lossy(&request).to_string();
@@ -245,32 +258,6 @@ fn relay(mut client: TcpStream, upstream: &str, kept: &Mutex<Vec<String>>) {
     let mut response = Vec::new();
     let _ = server.read_to_end(&mut response);
     let _ = client.write_all(&response);
-}
-
-fn read_request(client: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut data = Vec::new();
-    let mut buffer = [0u8; 8192];
-    loop {
-        let read = client.read(&mut buffer).ok()?;
-        if read == 0 {
-            return None;
-        }
-        data.extend_from_slice(&buffer[..read]);
-        let text = String::from_utf8_lossy(&data);
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse().ok())?
-                })
-                .unwrap_or(0usize);
-            if data.len() >= end + 4 + length {
-                return Some(data);
-            }
-        }
-    }
 }
 
 // ---- Fixtures -------------------------------------------------------------------------------
@@ -407,7 +394,7 @@ fn spoke_context() -> Context {
 async fn provider(endpoint: Option<&str>) -> AwsProvider {
     let options = ProviderOptions {
         endpoint_url: endpoint.map(str::to_string),
-        // moto answers unknown operations with HTML errors; retrying them only slows tests.
+        // moto returns HTML errors for unknown operations, and retrying them only slows tests.
         max_attempts: 2,
         ..ProviderOptions::default()
     };
@@ -638,7 +625,7 @@ async fn endpoint_create_sends_private_dns_false() {
         "moto reads back true when omitted"
     );
     assert_eq!(state.state, "available");
-    assert_eq!(state.security_group_ids, [group.clone()]);
+    assert_eq!(state.security_group_ids, [group]);
     assert_eq!(
         state.tags.get("linkplan:address").map(String::as_str),
         Some("endpoint.host0")
@@ -993,6 +980,132 @@ async fn zone_and_alias_records_round_trip() {
         )
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn zone_association_sends_vpc_region() {
+    let Some(endpoint) = moto() else { return };
+    let recorder = Recorder::start(&endpoint);
+    let hub_ec2 = ec2_client(&endpoint, HUB_REGION).await;
+    let west_ec2 = ec2_client(&endpoint, SPOKE_REGION).await;
+    let hub = create_vpc(&hub_ec2, "10.70", &["us-east-1a"]).await;
+    let spoke = create_vpc(&west_ec2, "10.71", &["us-west-2a"]).await;
+    let zone_name = "association.example";
+    let mut stack = stack("association-test", &hub, &[], zone_name);
+    stack.spokes.push(Spoke {
+        name: "west".to_string(),
+        region: SPOKE_REGION.to_string(),
+        vpc_id: spoke.vpc_id.clone(),
+        route_table_ids: Vec::new(),
+        account_id: None,
+        credentials: Credentials::default(),
+    });
+    let provider = provider(Some(&recorder.endpoint)).await;
+
+    let mut zone_step = step("zone", Action::Create, hub_context());
+    zone_step.after = Some(Resource::HostedZone(HostedZone {
+        name: zone_name.to_string(),
+        vpc_id: hub.vpc_id.clone(),
+        vpc_region: HUB_REGION.to_string(),
+        comment: String::new(),
+        tags: tags_for(&stack.name, &"zone".into(), zone_name),
+    }));
+    let zone = provider
+        .apply(&request(&zone_step, &stack.name, "token-az-zone"))
+        .await
+        .unwrap();
+    let zone_id = zone[outputs::ID].clone();
+
+    let mut association = step("zone.association.west", Action::Create, spoke_context());
+    association.after = Some(Resource::ZoneAssociation(ZoneAssociation {
+        zone_id: Value::known(&zone_id),
+        vpc_id: spoke.vpc_id.clone(),
+        vpc_region: SPOKE_REGION.to_string(),
+    }));
+    provider
+        .apply(&request(&association, &stack.name, "token-az"))
+        .await
+        .unwrap();
+    let associates = recorder.matching("AssociateVPCWithHostedZoneRequest");
+    assert_eq!(associates.len(), 1);
+    assert!(
+        associates[0].contains("<VPCRegion>us-west-2</VPCRegion>"),
+        "{}",
+        associates[0]
+    );
+
+    let observed = read(&provider, &stack).await;
+    let zone_state = observed
+        .hosted_zones
+        .iter()
+        .find(|z| z.zone_id == zone_id)
+        .unwrap();
+    let mut expected = vec![
+        (hub.vpc_id.clone(), HUB_REGION.to_string()),
+        (spoke.vpc_id.clone(), SPOKE_REGION.to_string()),
+    ];
+    expected.sort();
+    assert_eq!(zone_state.vpcs, expected);
+    let found = provider
+        .find_created(&request(&association, &stack.name, "token-az"))
+        .await;
+    assert_eq!(found.unwrap(), Some(Outputs::new()));
+    // Associating again counts as done.
+    provider
+        .apply(&request(&association, &stack.name, "token-az"))
+        .await
+        .unwrap();
+
+    provider
+        .undo(
+            &request(&association, &stack.name, "token-az"),
+            &Outputs::new(),
+        )
+        .await
+        .unwrap();
+    let observed = read(&provider, &stack).await;
+    let zone_state = observed
+        .hosted_zones
+        .iter()
+        .find(|z| z.zone_id == zone_id)
+        .unwrap();
+    assert_eq!(
+        zone_state.vpcs,
+        [(hub.vpc_id.clone(), HUB_REGION.to_string())]
+    );
+    provider
+        .undo(
+            &request(&association, &stack.name, "token-az"),
+            &Outputs::new(),
+        )
+        .await
+        .unwrap();
+
+    provider
+        .undo(&request(&zone_step, &stack.name, "token-az-zone"), &zone)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn association_authorization_missing_in_moto() {
+    let Some(endpoint) = moto() else { return };
+    let provider = provider(Some(&endpoint)).await;
+    let mut authorization = step("zone.authorization.west", Action::Create, hub_context());
+    authorization.after = Some(Resource::AssociationAuthorization(
+        AssociationAuthorization {
+            zone_id: Value::known("Z0000000000000000000"),
+            vpc_id: "vpc-0123456789abcdef0".to_string(),
+            vpc_region: SPOKE_REGION.to_string(),
+        },
+    ));
+    let error = provider
+        .apply(&request(&authorization, "authorization", "token-auth"))
+        .await
+        .expect_err("moto 5.2.5 does not implement CreateVPCAssociationAuthorization");
+    assert_eq!(error.service, "route53");
+    assert_eq!(error.operation, "CreateVPCAssociationAuthorization");
+    assert!(error.message.contains("HTTP 404"), "{error}");
 }
 
 #[tokio::test]
@@ -1376,7 +1489,7 @@ async fn provider_with(endpoint: Option<&str>) -> AwsProvider {
 #[tokio::test]
 async fn unanswered_call_fails_within_timeouts() {
     let Some(_endpoint) = moto() else { return };
-    // A listener that accepts connections and never answers.
+    // A listener that accepts connections and never replies.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let silent = format!("http://{}", listener.local_addr().unwrap());
     let held = Arc::new(Mutex::new(Vec::new()));

@@ -1,6 +1,6 @@
 """Creates endpoint services on a moto server, for the provider's integration tests.
 
-moto's CreateVpcEndpoint accepts any service name, but DescribeVpcEndpointServices knows only
+moto's CreateVpcEndpoint accepts any service name, but DescribeVpcEndpointServices lists only
 services made with CreateVpcEndpointServiceConfiguration, which needs a network load balancer.
 This script makes a provider VPC with one subnet per zone, one internal NLB and COUNT services
 over it, then prints {"service_names": [...]} as JSON.
