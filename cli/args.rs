@@ -57,6 +57,14 @@ pub enum Command {
     )]
     Show(ShowArgs),
 
+    /// Undo what an interrupted or failed apply of a plan left in place, from its journal
+    #[command(after_help = "Example:\n  linkplan rollback plans/workload-security.plan")]
+    Rollback(RollbackArgs),
+
+    /// Remove a stack's lock left by an apply that died
+    #[command(after_help = "Example:\n  linkplan unlock workload-security --force")]
+    Unlock(UnlockArgs),
+
     /// Check the config offline, without calling AWS
     #[command(after_help = "Example:\n  linkplan validate --config linkplan.toml")]
     Validate(ConfigArgs),
@@ -108,6 +116,40 @@ pub struct ApplyArgs {
     /// Seconds one step may wait for its object to become usable, e.g. an endpoint `available`
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     pub wait_timeout: u64,
+
+    /// Finish a run of this plan that crashed or was stopped, using its journal
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Plan file whose run to undo
+    #[arg(value_name = "PLANFILE")]
+    pub plan: PathBuf,
+
+    /// Roll back without asking for confirmation
+    #[arg(long)]
+    pub auto_approve: bool,
+
+    /// Seconds one undo may wait, e.g. for an endpoint to read `deleted`
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub wait_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Name of the stack whose lock to remove
+    #[arg(value_name = "STACK")]
+    pub stack: String,
+
+    /// Remove the lock whoever holds it; without it, the holder is only shown
+    #[arg(long)]
+    pub force: bool,
+
+    /// Folder of the local backend: the `.linkplan` folder beside the stack's plan files
+    #[arg(long, default_value = "plans/.linkplan", value_name = "DIR")]
+    pub backend_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

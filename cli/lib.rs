@@ -35,6 +35,8 @@ pub fn run() -> u8 {
             Command::Plan(args) => commands::plan::run(args, &cli.global, &palette).await,
             Command::Apply(args) => commands::apply::run(args, &cli.global, &palette).await,
             Command::Show(args) => commands::show::run(args, &palette),
+            Command::Rollback(args) => commands::rollback::run(args, &cli.global, &palette).await,
+            Command::Unlock(args) => commands::unlock::run(args),
             Command::Validate(args) => commands::validate::run(args),
         }
     });

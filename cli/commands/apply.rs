@@ -5,12 +5,14 @@
 //! lock, and that nothing the plan read has changed since.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use linkplan_engine::apply::{ApplyOptions, ApplyReport, Executor};
 use linkplan_engine::journal::{Backend, Entry, Holder, LocalBackend, Outcome};
 use linkplan_engine::plan_file::{self, Plan};
+use linkplan_engine::provider::Provider;
 
 use crate::args::{ApplyArgs, GlobalArgs};
 use crate::error::CliError;
@@ -41,68 +43,53 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
         return Ok(exit::OK);
     }
     if !args.auto_approve {
-        confirm(&plan)?;
+        confirm_action(
+            "apply",
+            &format!("perform these actions on stack `{}`", plan.stack_name),
+        )?;
     }
 
-    // The plan must run against the endpoint and accounts it was made against.
+    // The plan must run against the endpoint it was made against.
     let provider = super::provider(&plan.stack, global).await?;
-    if provider.endpoint_url() != plan.endpoint_url {
-        let describe = |url: &Option<String>| {
-            url.clone()
-                .unwrap_or_else(|| "the AWS default endpoints".to_string())
-        };
-        return Err(CliError::new(format!(
-            "plan `{}` was made against {}, but this apply would call {}",
-            args.plan.display(),
-            describe(&plan.endpoint_url),
-            describe(&provider.endpoint_url())
-        ))
-        .help("set AWS_ENDPOINT_URL or --endpoint-url as it was when planning, or plan again"));
-    }
+    check_endpoint(&args.plan, &plan, provider.as_ref())?;
 
     let holder = Holder::current();
     let _lock = backend.lock(&plan.stack_name, &holder).await.map_err(|e| {
         CliError::new(e.to_string())
-            .help("wait for that run to finish; if it died, remove the lock file under .linkplan/")
+            .help("wait for that run to finish; if it died on another host, remove its lock with `linkplan unlock`")
     })?;
-
-    eprintln!("Reading the live state again to check that the plan is still current...");
-    let observed = provider.read(&plan.stack).await.map_err(super::aws_error)?;
-    for account in &plan.accounts {
-        let current = observed.account(&account.context);
-        if current != Some(account.account_id.as_str()) {
-            return Err(CliError::new(format!(
-                "plan `{}` was made for account {} in {}, but the credentials now belong to {}",
-                args.plan.display(),
-                account.account_id,
-                account.context.region,
-                current.unwrap_or("no account")
-            ))
-            .help("use the credentials the plan was made with, or plan again"));
-        }
-    }
-    let current = observed.fingerprints();
-    let changed: Vec<&String> = plan
-        .observed
-        .iter()
-        .filter(|(key, print)| current.get(*key) != Some(*print))
-        .map(|(key, _)| key)
-        .collect();
-    if !changed.is_empty() {
-        let list: Vec<String> = changed.iter().map(|k| format!("`{k}`")).collect();
-        return Err(CliError::new(format!(
-            "plan `{}` is stale: {} changed since it was made",
-            args.plan.display(),
-            list.join(", ")
-        ))
-        .help("run `linkplan plan` again and review the new plan"));
-    }
 
     let mut journal = backend
         .journal(&plan.stack_name, &plan_id)
         .await
         .map_err(backend_error)?;
-    eprintln!("Journal: {}", journal.location());
+    let entries = journal.entries().await.map_err(backend_error)?;
+    let unfinished = entries.iter().any(|e| matches!(e, Entry::Intent { .. }))
+        && !matches!(
+            entries.last(),
+            Some(Entry::Finished {
+                outcome: Outcome::RolledBack
+            })
+        );
+    if unfinished && !args.resume {
+        return Err(CliError::new(format!(
+            "plan `{}` has an unfinished run, recorded in {}",
+            args.plan.display(),
+            journal.location()
+        ))
+        .help(format!(
+            "finish it with `linkplan apply --resume {0}`, or undo it with `linkplan rollback {0}`",
+            args.plan.display()
+        )));
+    }
+    if unfinished {
+        // The earlier run changed the live state, so the plan's fingerprints no longer match.
+        // The journal says what was done, and each unfinished step is reconciled by its tags.
+        eprintln!("Resuming the run recorded in {}", journal.location());
+    } else {
+        check_current(&args.plan, &plan, provider.as_ref()).await?;
+        eprintln!("Journal: {}", journal.location());
+    }
     journal
         .append(&Entry::Started {
             plan_id: plan_id.clone(),
@@ -154,27 +141,84 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
     }
 }
 
-/// Asks for `yes` on the terminal, and rejects the apply when no terminal is attached.
-fn confirm(plan: &Plan) -> Result<(), CliError> {
+/// Rejects `plan` when the provider would call another AWS endpoint than the plan was made
+/// against, so that a plan made on a local emulator never runs against AWS, or the reverse.
+pub fn check_endpoint(path: &Path, plan: &Plan, provider: &dyn Provider) -> Result<(), CliError> {
+    if provider.endpoint_url() == plan.endpoint_url {
+        return Ok(());
+    }
+    let describe = |url: &Option<String>| {
+        url.clone()
+            .unwrap_or_else(|| "the AWS default endpoints".to_string())
+    };
+    Err(CliError::new(format!(
+        "plan `{}` was made against {}, but this run would call {}",
+        path.display(),
+        describe(&plan.endpoint_url),
+        describe(&provider.endpoint_url())
+    ))
+    .help("set AWS_ENDPOINT_URL or --endpoint-url as it was when planning, or plan again"))
+}
+
+/// Rejects `plan` when the accounts behind the credentials, or anything the plan read, changed
+/// since the plan was made.
+async fn check_current(path: &Path, plan: &Plan, provider: &dyn Provider) -> Result<(), CliError> {
+    eprintln!("Reading the live state again to check that the plan is still current...");
+    let observed = provider.read(&plan.stack).await.map_err(super::aws_error)?;
+    for account in &plan.accounts {
+        let current = observed.account(&account.context);
+        if current != Some(account.account_id.as_str()) {
+            return Err(CliError::new(format!(
+                "plan `{}` was made for account {} in {}, but the credentials now belong to {}",
+                path.display(),
+                account.account_id,
+                account.context.region,
+                current.unwrap_or("no account")
+            ))
+            .help("use the credentials the plan was made with, or plan again"));
+        }
+    }
+    let current = observed.fingerprints();
+    let changed: Vec<String> = plan
+        .observed
+        .iter()
+        .filter(|(key, print)| current.get(*key) != Some(*print))
+        .map(|(key, _)| format!("`{key}`"))
+        .collect();
+    if !changed.is_empty() {
+        return Err(CliError::new(format!(
+            "plan `{}` is stale: {} changed since it was made",
+            path.display(),
+            changed.join(", ")
+        ))
+        .help("run `linkplan plan` again and review the new plan"));
+    }
+    Ok(())
+}
+
+/// Asks whether to `question` and waits for `yes` on the terminal, and rejects `command`
+/// when no terminal is attached.
+pub fn confirm_action(command: &str, question: &str) -> Result<(), CliError> {
     if !std::io::stdin().is_terminal() {
-        return Err(
-            CliError::new("apply needs confirmation, but no terminal is attached")
-                .help("review the plan, then run apply again with --auto-approve"),
-        );
+        return Err(CliError::new(format!(
+            "{command} needs confirmation, but no terminal is attached"
+        ))
+        .help(format!(
+            "review the plan, then run {command} again with --auto-approve"
+        )));
     }
     eprint!(
-        "\nDo you want to perform these actions on stack `{}`?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ",
-        plan.stack_name
+        "\nDo you want to {question}?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
     );
     let _ = std::io::stderr().flush();
-    let mut answer = String::new();
+    let mut response = String::new();
     std::io::stdin()
         .lock()
-        .read_line(&mut answer)
+        .read_line(&mut response)
         .map_err(|e| CliError::new(format!("failed to read the response: {e}")))?;
-    if answer.trim() != "yes" {
+    if response.trim() != "yes" {
         return Err(CliError::new(
-            "apply cancelled because the response was not `yes`; nothing was changed",
+            "cancelled because the response was not `yes`; nothing was changed",
         ));
     }
     Ok(())

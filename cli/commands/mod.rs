@@ -2,7 +2,9 @@
 
 pub mod apply;
 pub mod plan;
+pub mod rollback;
 pub mod show;
+pub mod unlock;
 pub mod validate;
 
 use std::sync::Arc;

@@ -179,26 +179,68 @@ impl Executor {
         let steps: BTreeMap<&Address, &Step> = plan.steps.iter().map(|s| (&s.address, s)).collect();
 
         let mut report = ApplyReport::default();
-        let mut outputs: BTreeMap<Address, Outputs> = BTreeMap::new();
-        let mut resolved: BTreeMap<Address, Step> = BTreeMap::new();
-        for entry in journal.entries().await? {
-            match entry {
-                Entry::Intent { address, step, .. } => {
-                    resolved.insert(address, *step);
-                }
-                Entry::Completed {
-                    address,
-                    outputs: done,
-                } => {
-                    report.completed.push(address.clone());
-                    outputs.insert(address, done);
-                }
-                Entry::Undone { address } => {
-                    report.completed.retain(|a| *a != address);
-                    outputs.remove(&address);
-                }
-                _ => {}
+        let replayed = Replay::of(journal.entries().await?);
+        let mut outputs = replayed.outputs;
+        let mut resolved = replayed.resolved;
+        report.completed = replayed.completed;
+
+        // A step whose call was made but whose outcome never reached the journal (a crash, a
+        // killed process) may have done its work. A create is looked up by its tags and
+        // adopted when found; anything else is run again, which its idempotent call allows.
+        for address in replayed.unfinished {
+            let Some(step) = resolved.get(&address) else {
+                continue;
+            };
+            if !matches!(step.action, Action::Create | Action::Replace) {
+                continue;
             }
+            let token = idempotency_token(&plan_id, &address);
+            let progress = ProgressRelay {
+                observer: Arc::clone(&self.observer),
+                address: address.clone(),
+            };
+            let request = StepRequest {
+                step,
+                stack: &plan.stack_name,
+                token: &token,
+                wait_timeout: self.options.wait_timeout,
+                progress: &progress,
+            };
+            match self.provider.find_created(&request).await {
+                Ok(Some(found)) => {
+                    journal
+                        .append(&Entry::Completed {
+                            address: address.clone(),
+                            outputs: found.clone(),
+                        })
+                        .await?;
+                    report.completed.push(address.clone());
+                    outputs.insert(address, found);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    journal
+                        .append(&Entry::Failed {
+                            address: address.clone(),
+                            error: error.to_string(),
+                        })
+                        .await?;
+                    report.failed.push((address, error));
+                }
+            }
+        }
+        if !report.failed.is_empty() {
+            report.not_started = order
+                .iter()
+                .filter(|a| !outputs.contains_key(*a))
+                .cloned()
+                .collect();
+            journal
+                .append(&Entry::Finished {
+                    outcome: report.outcome(),
+                })
+                .await?;
+            return Ok(report);
         }
 
         let mut pending: BTreeSet<Address> = order
@@ -366,6 +408,55 @@ impl Executor {
         Ok(report)
     }
 
+    /// Undoes what an earlier run of `plan` did, as its journal records it: completed steps in
+    /// reverse order of completion, and creates whose outcome is missing, looked up by tags.
+    ///
+    /// # Errors
+    /// The journal cannot be read or written.
+    pub async fn roll_back_journal(
+        &self,
+        plan: &Plan,
+        journal: &mut dyn Journal,
+    ) -> Result<ApplyReport, ApplyError> {
+        let replayed = Replay::of(journal.entries().await?);
+        let mut report = ApplyReport {
+            completed: replayed.completed.clone(),
+            ..ApplyReport::default()
+        };
+        // An unfinished create is handled as a failed one: looked up, then removed when found.
+        // Any other unfinished step may have taken effect, and undoing it only restores the
+        // values it started from, so it is undone as if it had completed.
+        let mut outputs = replayed.outputs.clone();
+        for address in &replayed.unfinished {
+            let Some(step) = replayed.resolved.get(address) else {
+                continue;
+            };
+            if !matches!(step.action, Action::Create | Action::Replace) {
+                report.completed.push(address.clone());
+                outputs.insert(address.clone(), Outputs::new());
+                continue;
+            }
+            let error = ProviderError::new(
+                crate::provider::ErrorKind::Other,
+                "linkplan",
+                "resume",
+                &step.context.region,
+                "the run stopped before this step's outcome was journaled",
+            );
+            report.failed.push((address.clone(), error));
+        }
+        self.roll_back(plan, &mut report, &replayed.resolved, &outputs, journal)
+            .await?;
+        report.failed.clear();
+        let outcome = if report.completed.is_empty() && report.not_rolled_back.is_empty() {
+            Outcome::RolledBack
+        } else {
+            Outcome::Failed
+        };
+        journal.append(&Entry::Finished { outcome }).await?;
+        Ok(report)
+    }
+
     /// Undoes the completed steps of `report` in reverse order of completion, and removes what
     /// failed create steps may have left behind.
     async fn roll_back(
@@ -466,6 +557,46 @@ impl Executor {
             }
         }
         Ok(())
+    }
+}
+
+/// What a journal says about the runs so far.
+#[derive(Debug, Default)]
+struct Replay {
+    /// Steps in place, in order of completion.
+    completed: Vec<Address>,
+    outputs: BTreeMap<Address, Outputs>,
+    /// The last resolved request of each step that was started.
+    resolved: BTreeMap<Address, Step>,
+    /// Steps whose call was made and whose outcome is missing, in order of their intents.
+    unfinished: Vec<Address>,
+}
+
+impl Replay {
+    fn of(entries: Vec<Entry>) -> Self {
+        let mut replay = Replay::default();
+        for entry in entries {
+            match entry {
+                Entry::Intent { address, step, .. } => {
+                    replay.resolved.insert(address.clone(), *step);
+                    replay.unfinished.retain(|a| *a != address);
+                    replay.unfinished.push(address);
+                }
+                Entry::Completed { address, outputs } => {
+                    replay.unfinished.retain(|a| *a != address);
+                    replay.completed.retain(|a| *a != address);
+                    replay.completed.push(address.clone());
+                    replay.outputs.insert(address, outputs);
+                }
+                Entry::Failed { address, .. } => replay.unfinished.retain(|a| *a != address),
+                Entry::Undone { address } => {
+                    replay.completed.retain(|a| *a != address);
+                    replay.outputs.remove(&address);
+                }
+                _ => {}
+            }
+        }
+        replay
     }
 }
 

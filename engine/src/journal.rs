@@ -90,6 +90,19 @@ impl Holder {
     }
 }
 
+impl Holder {
+    /// Reports whether this holder ran on this host and its process no longer exists. Only
+    /// Linux's `/proc` is consulted; elsewhere a holder is never taken for dead.
+    pub fn is_dead_here(&self) -> bool {
+        let proc = Path::new("/proc");
+        self.host == hostname()
+            && self.pid != 0
+            && self.pid != std::process::id()
+            && proc.join("self").exists()
+            && !proc.join(self.pid.to_string()).exists()
+    }
+}
+
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -319,7 +332,11 @@ fn drop_cut_line(file: &File, path: &Path) -> Result<(), BackendError> {
 
 #[async_trait]
 impl Backend for LocalBackend {
-    async fn lock(&self, stack: &str, holder: &Holder) -> Result<Box<dyn LockGuard>, BackendError> {
+    async fn lock(
+        &self,
+        stack: &str,
+        current: &Holder,
+    ) -> Result<Box<dyn LockGuard>, BackendError> {
         let path = self.stack_dir(stack)?.join("lock");
         let io = |action, source| BackendError::Io {
             action,
@@ -328,7 +345,7 @@ impl Backend for LocalBackend {
         };
         match OpenOptions::new().write(true).create_new(true).open(&path) {
             Ok(mut file) => {
-                let text = serde_json::to_string(holder).expect("a holder serializes");
+                let text = serde_json::to_string(current).expect("a holder serializes");
                 file.write_all(text.as_bytes())
                     .map_err(|e| io("write", e))?;
                 file.sync_all().map_err(|e| io("write", e))?;
@@ -336,11 +353,18 @@ impl Backend for LocalBackend {
             }
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
                 let text = std::fs::read_to_string(&path).map_err(|e| io("read", e))?;
-                let holder = serde_json::from_str(&text).unwrap_or(Holder {
+                let holder: Holder = serde_json::from_str(&text).unwrap_or(Holder {
                     host: "unknown".to_string(),
                     pid: 0,
                     since: "unknown".to_string(),
                 });
+                // A holder on this host whose process is gone died without releasing the lock,
+                // for example when it was killed; nothing else can still be using the stack.
+                if holder.is_dead_here() {
+                    tracing::warn!(stack, %holder, "taking over the lock of a process that is gone");
+                    std::fs::remove_file(&path).map_err(|e| io("remove", e))?;
+                    return Box::pin(self.lock(stack, current)).await;
+                }
                 Err(BackendError::Locked {
                     stack: stack.to_string(),
                     holder,
@@ -434,5 +458,46 @@ mod tests {
         assert!(!backend.is_applied("web", "abc").await.unwrap());
         backend.record_applied("web", "abc").await.unwrap();
         assert!(backend.is_applied("web", "abc").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn lock_of_dead_process_is_taken_over() {
+        let backend = LocalBackend::new(scratch("stale"));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        let dead = Holder {
+            host: hostname(),
+            pid: child.id(),
+            since: "2026-01-01T00:00:00Z".into(),
+        };
+        let guard = backend.lock("web", &dead).await.unwrap();
+        std::mem::forget(guard);
+        assert!(
+            backend.lock("web", &Holder::current()).await.is_ok(),
+            "the dead holder's lock stays"
+        );
+    }
+
+    #[tokio::test]
+    async fn lock_of_live_process_is_kept() {
+        let backend = LocalBackend::new(scratch("live"));
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let live = Holder {
+            host: hostname(),
+            pid: child.id(),
+            since: "2026-01-01T00:00:00Z".into(),
+        };
+        let guard = backend.lock("web", &live).await.unwrap();
+        std::mem::forget(guard);
+        let error = backend.lock("web", &Holder::current()).await.err();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            matches!(error, Some(BackendError::Locked { .. })),
+            "a live holder's lock was taken"
+        );
     }
 }

@@ -1,0 +1,99 @@
+//! `linkplan rollback`: undoes, from the journal, what a run of a plan left in place.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use linkplan_engine::apply::{ApplyOptions, Executor};
+use linkplan_engine::journal::{Backend, Entry, Holder, LocalBackend};
+use linkplan_engine::plan_file;
+
+use crate::args::{GlobalArgs, RollbackArgs};
+use crate::error::CliError;
+use crate::exit;
+use crate::progress::LinePrinter;
+use crate::render::Palette;
+
+pub async fn run(
+    args: &RollbackArgs,
+    global: &GlobalArgs,
+    palette: &Palette,
+) -> Result<u8, CliError> {
+    let plan =
+        plan_file::read(&args.plan).map_err(|e| CliError::new(e.to_string()).help(e.help()))?;
+    let plan_id = plan.id();
+    let backend = LocalBackend::beside(&args.plan);
+    let backend_error = |e: linkplan_engine::journal::BackendError| CliError::new(e.to_string());
+
+    let holder = Holder::current();
+    let _lock = backend.lock(&plan.stack_name, &holder).await.map_err(|e| {
+        CliError::new(e.to_string())
+            .help("wait for that run to finish, or remove a dead run's lock with `linkplan unlock`")
+    })?;
+    let mut journal = backend
+        .journal(&plan.stack_name, &plan_id)
+        .await
+        .map_err(backend_error)?;
+    let entries = journal.entries().await.map_err(backend_error)?;
+    if !entries.iter().any(|e| matches!(e, Entry::Intent { .. })) {
+        println!(
+            "Plan `{}` has no run to roll back: its journal {} records no step.",
+            args.plan.display(),
+            journal.location()
+        );
+        return Ok(exit::OK);
+    }
+    if !args.auto_approve {
+        super::apply::confirm_action(
+            "rollback",
+            &format!(
+                "roll back what plan `{}` did to stack `{}`",
+                args.plan.display(),
+                plan.stack_name
+            ),
+        )?;
+    }
+
+    let provider = super::provider(&plan.stack, global).await?;
+    super::apply::check_endpoint(&args.plan, &plan, provider.as_ref())?;
+    eprintln!("Journal: {}", journal.location());
+    journal
+        .append(&Entry::Started {
+            plan_id,
+            stack: plan.stack_name.clone(),
+            holder,
+        })
+        .await
+        .map_err(backend_error)?;
+
+    let (_cancel_sender, cancel) = tokio::sync::watch::channel(false);
+    let options = ApplyOptions {
+        wait_timeout: Duration::from_secs(args.wait_timeout),
+        ..ApplyOptions::default()
+    };
+    let observer = Arc::new(LinePrinter::new(palette.clone()));
+    let executor = Executor::new(provider, observer, options, cancel);
+    let report = executor
+        .roll_back_journal(&plan, journal.as_mut())
+        .await
+        .map_err(|e| CliError::new(e.to_string()))?;
+
+    eprintln!();
+    for (address, reason) in &report.not_rolled_back {
+        eprintln!(
+            "{} {address} could not be rolled back: {reason}",
+            palette.delete.apply_to("warning:")
+        );
+    }
+    if report.completed.is_empty() && report.not_rolled_back.is_empty() {
+        eprintln!(
+            "{} {} steps undone; the stack is as it was before the plan ran.",
+            palette.create.apply_to("Rollback complete!"),
+            report.rolled_back.len()
+        );
+        Ok(exit::OK)
+    } else {
+        let list: Vec<String> = report.completed.iter().map(ToString::to_string).collect();
+        eprintln!("Still in place: {}", list.join(", "));
+        Ok(exit::INCOMPLETE)
+    }
+}
