@@ -858,3 +858,132 @@ async fn journal_cut_by_crash_stays_readable_after_resume() {
         "the resumed run's outcome is the last entry"
     );
 }
+
+/// Runs the hub plan with the records step failing and rollback off, then removes the outcome
+/// of `endpoint.agents` from the journal, as a crash between its call and its journal entry
+/// would leave it.
+async fn crashed_after_agents_endpoint(name: &str) -> Harness {
+    let harness = Harness::new(name, support::HUB_CONFIG);
+    let error = support::provider_error(ErrorKind::Throttled, "ChangeResourceRecordSets", "rate");
+    harness
+        .cloud
+        .fail_at("records", FailureTiming::Before, error);
+    harness.apply(options(8, false)).await;
+    harness.cloud.clear_failures();
+
+    let path = harness.journal_path();
+    let text = std::fs::read_to_string(&path).expect("the journal reads");
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            !(line.contains("\"event\":\"completed\"") && line.contains("\"endpoint.agents\""))
+        })
+        .filter(|line| !line.contains("\"event\":\"finished\""))
+        .collect();
+    assert!(
+        kept.len() < text.lines().count(),
+        "the journal had the endpoint's outcome"
+    );
+    std::fs::write(&path, format!("{}\n", kept.join("\n"))).expect("the journal is rewritten");
+    harness
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_adopts_create_with_missing_outcome() {
+    let harness = crashed_after_agents_endpoint("resume-adopt").await;
+    let before = harness.cloud.calls().len();
+
+    let report = harness.apply(options(8, true)).await;
+    assert_eq!(
+        report.outcome(),
+        Outcome::Applied,
+        "the resumed run completes: {report:?}"
+    );
+
+    let calls = &harness.cloud.calls()[before..];
+    let looked_up: Vec<&Address> = calls
+        .iter()
+        .filter(|c| c.kind == CallKind::FindCreated)
+        .map(|c| &c.address)
+        .collect();
+    assert_eq!(
+        looked_up,
+        [&Address::from("endpoint.agents")],
+        "the unfinished create is looked up"
+    );
+    let created_again = calls
+        .iter()
+        .any(|c| c.kind == CallKind::Apply && c.address.as_str() == "endpoint.agents");
+    assert!(
+        !created_again,
+        "the endpoint found by its tags is not created a second time"
+    );
+    let records = harness
+        .cloud
+        .applied_step("records")
+        .expect("the records step ran");
+    assert!(
+        records
+            .after
+            .as_ref()
+            .is_some_and(|r| r.references().is_empty()),
+        "the records use the adopted endpoint's outputs"
+    );
+    assert_eq!(
+        harness.cloud.object_addresses().len(),
+        harness.plan.steps.len(),
+        "exactly one object per step"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn journal_rollback_removes_unfinished_create() {
+    let harness = crashed_after_agents_endpoint("rollback-journal").await;
+    assert!(
+        harness.cloud.object("endpoint.agents").is_some(),
+        "the crashed run made the endpoint"
+    );
+
+    let (_sender, cancel) = watch::channel(false);
+    let provider = Arc::clone(&harness.cloud);
+    let executor = Executor::new(provider, Arc::new(Quiet), options(8, true), cancel);
+    let mut journal = harness
+        .backend
+        .journal(&harness.plan.stack_name, &harness.plan.id())
+        .await
+        .expect("the journal opens");
+    let report = executor
+        .roll_back_journal(&harness.plan, journal.as_mut())
+        .await
+        .expect("the rollback runs");
+
+    assert!(
+        report.not_rolled_back.is_empty(),
+        "every step is undone: {report:?}"
+    );
+    assert!(
+        report.completed.is_empty(),
+        "nothing stays in place: {report:?}"
+    );
+    assert!(
+        report
+            .rolled_back
+            .contains(&Address::from("endpoint.agents")),
+        "the unfinished create is undone"
+    );
+    assert!(
+        harness.cloud.object_addresses().is_empty(),
+        "no object is left: {:?}",
+        harness.cloud.object_addresses()
+    );
+    let entries = harness.entries().await;
+    assert!(
+        matches!(
+            entries.last(),
+            Some(Entry::Finished {
+                outcome: Outcome::RolledBack
+            })
+        ),
+        "the journal ends rolled back"
+    );
+}
