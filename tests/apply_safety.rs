@@ -1,0 +1,85 @@
+//! The safety of apply against moto: the stack's lock, unfinished runs, resume and rollback.
+
+mod common;
+
+use std::path::Path;
+
+use aws_sdk_ec2::types::Filter;
+use common::{hub_config, run, workdir, write_config};
+use linkplan_testkit::{LocalVpc, VpcSpec, moto, unique_name};
+
+/// Writes a lock for `stack` beside the plans in `dir`, held by process `pid` on this host.
+fn hold_lock(dir: &Path, stack: &str, pid: u32) {
+    let lock_dir = dir.join(".linkplan").join(stack);
+    std::fs::create_dir_all(&lock_dir).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    let holder = serde_json::json!({ "host": host, "pid": pid, "since": "2026-12-04T10:00:00Z" });
+    std::fs::write(lock_dir.join("lock"), holder.to_string()).unwrap();
+}
+
+/// Returns the ids of the endpoints of `stack` in `hub` that are not gone.
+async fn live_endpoints(hub: &LocalVpc, stack: &str) -> Vec<String> {
+    let ec2 = moto().ec2("us-east-1").await;
+    let described = ec2
+        .describe_vpc_endpoints()
+        .filters(Filter::builder().name("vpc-id").values(&hub.vpc_id).build())
+        .send()
+        .await
+        .unwrap();
+    described
+        .vpc_endpoints()
+        .iter()
+        .filter(|e| e.tags().iter().any(|t| t.key() == Some("linkplan:stack") && t.value() == Some(stack)))
+        .filter(|e| !matches!(e.state().map(|s| s.as_str().to_ascii_lowercase()).as_deref(), Some("deleted" | "deleting")))
+        .filter_map(|e| e.vpc_endpoint_id().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn locked_stack_names_the_holder() {
+    let server = moto();
+    let provider = server.provider_side();
+    let stack = unique_name("locked");
+    let hub = server.vpc(VpcSpec::new("us-east-1", "10.70.0.0/16", &["use1-az1"]));
+    let dir = workdir(&stack);
+    write_config(&dir, &hub_config(&stack, &hub, &provider));
+    run(server, &dir, &["plan", "--out", "p.plan"]).expect_code(0);
+
+    // A live process holds the lock: the apply is rejected and changes nothing.
+    let mut holder = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    hold_lock(&dir, &stack, holder.id());
+    let refused = run(server, &dir, &["apply", "--auto-approve", "p.plan"]);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let refused = refused.expect_code(1);
+    let expected = format!("error: stack `{stack}` is locked by process {} on", holder.id());
+    assert!(refused.stderr.contains(&expected), "{}", refused.stderr);
+    assert!(refused.stderr.contains("since 2026-12-04T10:00:00Z"), "{}", refused.stderr);
+    assert!(live_endpoints(&hub, &stack).await.is_empty(), "the locked apply made endpoints");
+
+    // The holder is gone now: the next apply takes the lock over and runs.
+    run(server, &dir, &["apply", "--auto-approve", "p.plan"]).expect_code(0);
+    assert_eq!(live_endpoints(&hub, &stack).await.len(), 4);
+    assert!(!dir.join(".linkplan").join(&stack).join("lock").exists(), "the lock is released");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unlock_shows_holder_then_removes_lock() {
+    let dir = workdir(&unique_name("unlock"));
+    let lock_dir = dir.join("plans/.linkplan/web");
+    std::fs::create_dir_all(&lock_dir).unwrap();
+    let holder = serde_json::json!({ "host": "ci-runner-7", "pid": 4242, "since": "2026-12-04T10:00:00Z" });
+    std::fs::write(lock_dir.join("lock"), holder.to_string()).unwrap();
+
+    let shown = common::run_offline(&dir, &["unlock", "web"]).expect_code(1);
+    assert!(
+        shown.stderr.contains("error: stack `web` is locked by process 4242 on ci-runner-7 since 2026-12-04T10:00:00Z"),
+        "{}",
+        shown.stderr
+    );
+    assert!(lock_dir.join("lock").exists(), "unlock without --force removed the lock");
+
+    let removed = common::run_offline(&dir, &["unlock", "web", "--force"]).expect_code(0);
+    assert!(removed.stdout.contains("Removed the lock of stack `web`"), "{}", removed.stdout);
+    assert!(!lock_dir.join("lock").exists());
+}
