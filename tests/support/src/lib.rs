@@ -18,12 +18,17 @@
 //! ```
 
 mod fixtures;
+mod proxy;
 mod server;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use fixtures::{FixtureError, LocalSubnet, LocalVpc, ProviderServices, ProviderSide, VpcSpec};
+pub use proxy::{
+    Fault, FaultProxy, InjectedError, Outcome, ProxyError, RequestRecord, StalledListener,
+    stalled_listener,
+};
 pub use server::MotoServer;
 
 /// Returns this test binary's moto server, starting it on the first call.

@@ -24,7 +24,7 @@ pub(crate) const ACCESS_KEY_ID: &str = "testing";
 pub(crate) const SECRET_ACCESS_KEY: &str = "testing";
 
 /// The region that [`MotoServer::env`] gives a child process.
-const DEFAULT_REGION: &str = "us-east-1";
+pub(crate) const DEFAULT_REGION: &str = "us-east-1";
 
 /// Config and credentials file paths for child processes. `/dev/null` reads as an empty file,
 /// so the SDK finds no profile, ignores a developer's ~/.aws, and logs no missing-file warning.
@@ -134,32 +134,7 @@ impl MotoServer {
     /// metadata and ignores HTTP_PROXY, so nothing in the developer's environment can send a
     /// request elsewhere.
     pub async fn sdk_config(&self, region: &str) -> SdkConfig {
-        // A client built without a proxy setting sends no request through a proxy, while the
-        // SDK's default client reads HTTP_PROXY from the environment.
-        let http_client = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::AwsLc,
-            ))
-            .build_https();
-        let profile_files = EnvConfigFiles::builder()
-            .with_contents(EnvConfigFileKind::Config, "")
-            .with_contents(EnvConfigFileKind::Credentials, "")
-            .build();
-        let credentials = Credentials::new(
-            ACCESS_KEY_ID,
-            SECRET_ACCESS_KEY,
-            None,
-            None,
-            "linkplan-testkit",
-        );
-        aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(Region::new(region.to_owned()))
-            .credentials_provider(credentials)
-            .profile_files(profile_files)
-            .http_client(http_client)
-            .load()
-            .await
+        local_sdk_config(&self.endpoint, region).await
     }
 
     /// Returns an EC2 client for `region` on this server.
@@ -181,22 +156,7 @@ impl MotoServer {
     /// `/dev/null`. Variables inherited from the test process stay set, so prefer
     /// [`MotoServer::command`], which removes them.
     pub fn env(&self) -> Vec<(String, String)> {
-        [
-            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
-            ("AWS_REGION", DEFAULT_REGION),
-            // botocore 1.44 reads this one for a client's region, not AWS_REGION.
-            ("AWS_DEFAULT_REGION", DEFAULT_REGION),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_CONFIG_FILE", ABSENT_CONFIG_FILE),
-            ("AWS_SHARED_CREDENTIALS_FILE", ABSENT_CREDENTIALS_FILE),
-            ("NO_PROXY", NO_PROXY),
-            ("no_proxy", NO_PROXY),
-        ]
-        .into_iter()
-        .map(|(name, value)| (name.to_owned(), value.to_owned()))
-        .collect()
+        local_env(&self.endpoint)
     }
 
     /// Builds a command for `program` whose environment points at this server.
@@ -263,6 +223,56 @@ impl Drop for MotoServer {
         );
         stop(&mut self.launcher);
     }
+}
+
+/// Builds the SDK config of [`MotoServer::sdk_config`] for a server at `endpoint`.
+pub(crate) async fn local_sdk_config(endpoint: &str, region: &str) -> SdkConfig {
+    // A client built without a proxy setting sends no request through a proxy, while the
+    // SDK's default client reads HTTP_PROXY from the environment.
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .build_https();
+    let profile_files = EnvConfigFiles::builder()
+        .with_contents(EnvConfigFileKind::Config, "")
+        .with_contents(EnvConfigFileKind::Credentials, "")
+        .build();
+    let credentials = Credentials::new(
+        ACCESS_KEY_ID,
+        SECRET_ACCESS_KEY,
+        None,
+        None,
+        "linkplan-testkit",
+    );
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(credentials)
+        .profile_files(profile_files)
+        .http_client(http_client)
+        .load()
+        .await
+}
+
+/// Returns the environment of [`MotoServer::env`] for a server at `endpoint`.
+pub(crate) fn local_env(endpoint: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+        ("AWS_REGION", DEFAULT_REGION),
+        // botocore 1.44 reads this one for a client's region, not AWS_REGION.
+        ("AWS_DEFAULT_REGION", DEFAULT_REGION),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", ABSENT_CONFIG_FILE),
+        ("AWS_SHARED_CREDENTIALS_FILE", ABSENT_CREDENTIALS_FILE),
+        ("NO_PROXY", NO_PROXY),
+        ("no_proxy", NO_PROXY),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .collect()
 }
 
 fn stop(launcher: &mut Child) {

@@ -366,7 +366,11 @@ fn env_isolates_child_processes() {
     // Both files read as empty, so no profile of the developer's can reach a child process.
     for variable in ["AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"] {
         let contents = std::fs::read(&env[variable]).unwrap_or_default();
-        assert!(contents.is_empty(), "{variable} = {} is not empty", env[variable]);
+        assert!(
+            contents.is_empty(),
+            "{variable} = {} is not empty",
+            env[variable]
+        );
     }
 }
 
