@@ -185,62 +185,12 @@ impl Executor {
         report.completed = replayed.completed;
 
         // A step whose call was made but whose outcome never reached the journal (a crash, a
-        // killed process) may have done its work. A create is looked up by its tags and
-        // adopted when found; anything else is run again, which its idempotent call allows.
-        for address in replayed.unfinished {
-            let Some(step) = resolved.get(&address) else {
-                continue;
-            };
-            if !matches!(step.action, Action::Create | Action::Replace) {
-                continue;
-            }
-            let token = idempotency_token(&plan_id, &address);
-            let progress = ProgressRelay {
-                observer: Arc::clone(&self.observer),
-                address: address.clone(),
-            };
-            let request = StepRequest {
-                step,
-                stack: &plan.stack_name,
-                token: &token,
-                wait_timeout: self.options.wait_timeout,
-                progress: &progress,
-            };
-            match self.provider.find_created(&request).await {
-                Ok(Some(found)) => {
-                    journal
-                        .append(&Entry::Completed {
-                            address: address.clone(),
-                            outputs: found.clone(),
-                        })
-                        .await?;
-                    report.completed.push(address.clone());
-                    outputs.insert(address, found);
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    journal
-                        .append(&Entry::Failed {
-                            address: address.clone(),
-                            error: error.to_string(),
-                        })
-                        .await?;
-                    report.failed.push((address, error));
-                }
-            }
-        }
-        if !report.failed.is_empty() {
-            report.not_started = order
-                .iter()
-                .filter(|a| !outputs.contains_key(*a))
-                .cloned()
-                .collect();
-            journal
-                .append(&Entry::Finished {
-                    outcome: report.outcome(),
-                })
-                .await?;
-            return Ok(report);
+        // killed process) may have done some or all of its work. It is run again with the
+        // same token: the provider's contract makes a repeated step find what the earlier
+        // attempt made (by tags, caller reference or content) and finish the rest, such as
+        // the tags of a zone whose creation was cut off before them.
+        for address in &replayed.unfinished {
+            tracing::info!(%address, "running again a step whose outcome is missing from the journal");
         }
 
         let mut pending: BTreeSet<Address> = order

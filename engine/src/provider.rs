@@ -50,6 +50,9 @@ pub struct StepRequest<'a> {
 /// - `apply` performs one step and returns only once its object is usable: an endpoint
 ///   `available`, a peering `active`, a Route 53 change `INSYNC`. It fails rather than wait
 ///   past `wait_timeout`. Created objects carry the tags of [`crate::resource::tags_for`].
+/// - `apply` is safe to repeat with the same request and token: a repeat finds what an earlier,
+///   interrupted attempt made (by tags, caller reference or content) instead of making a twin,
+///   and finishes what that attempt left undone. Resume relies on this.
 /// - `undo` reverses a step `apply` completed, given the outputs it returned, and waits until
 ///   the reversal has taken effect (an endpoint `deleted` before its group is deleted). Undoing
 ///   an already undone step succeeds.

@@ -889,8 +889,12 @@ async fn crashed_after_agents_endpoint(name: &str) -> Harness {
 }
 
 #[tokio::test(start_paused = true)]
-async fn resume_adopts_create_with_missing_outcome() {
-    let harness = crashed_after_agents_endpoint("resume-adopt").await;
+async fn resume_repeats_create_with_missing_outcome() {
+    let harness = crashed_after_agents_endpoint("resume-repeat").await;
+    let made = harness
+        .cloud
+        .object("endpoint.agents")
+        .expect("the crashed run made the endpoint");
     let before = harness.cloud.calls().len();
 
     let report = harness.apply(options(8, true)).await;
@@ -901,22 +905,21 @@ async fn resume_adopts_create_with_missing_outcome() {
     );
 
     let calls = &harness.cloud.calls()[before..];
-    let looked_up: Vec<&Address> = calls
+    let repeated: Vec<&str> = calls
         .iter()
-        .filter(|c| c.kind == CallKind::FindCreated)
-        .map(|c| &c.address)
+        .filter(|c| c.kind == CallKind::Apply && c.address.as_str() == "endpoint.agents")
+        .map(|c| c.token.as_str())
         .collect();
+    let token = idempotency_token(&harness.plan.id(), &Address::from("endpoint.agents"));
     assert_eq!(
-        looked_up,
-        [&Address::from("endpoint.agents")],
-        "the unfinished create is looked up"
+        repeated,
+        [token.as_str()],
+        "the unfinished create runs again with its token"
     );
-    let created_again = calls
-        .iter()
-        .any(|c| c.kind == CallKind::Apply && c.address.as_str() == "endpoint.agents");
-    assert!(
-        !created_again,
-        "the endpoint found by its tags is not created a second time"
+    assert_eq!(
+        harness.cloud.object("endpoint.agents"),
+        Some(made),
+        "the repeated create returns the object the first attempt made"
     );
     let records = harness
         .cloud
@@ -927,7 +930,7 @@ async fn resume_adopts_create_with_missing_outcome() {
             .after
             .as_ref()
             .is_some_and(|r| r.references().is_empty()),
-        "the records use the adopted endpoint's outputs"
+        "the records use the endpoint's outputs"
     );
     assert_eq!(
         harness.cloud.object_addresses().len(),

@@ -270,6 +270,13 @@ impl FaultProxy {
         self.fault_nth_mutating(n, Fault::DropAfterForward);
     }
 
+    /// Forwards the `n`th mutating request (from 1) to moto, then never responds, so the
+    /// client waits with the mutation made. Positions are counted as in
+    /// [`FaultProxy::fail_nth_mutating`].
+    pub fn stall_nth_mutating_after_forward(&self, n: u32) {
+        self.fault_nth_mutating(n, Fault::StallAfterForward);
+    }
+
     /// Applies `fault` to the `n`th mutating request (from 1), counted as in
     /// [`FaultProxy::fail_nth_mutating`].
     pub fn fault_nth_mutating(&self, n: u32, fault: Fault) {
@@ -543,6 +550,17 @@ async fn handle(
             let never: Infallible = std::future::pending().await;
             match never {}
         }
+        Some(Fault::StallAfterForward) => match forward(context.upstream, &parts, body).await {
+            Ok(response) => {
+                let outcome = Outcome::StalledAfterForward {
+                    upstream_status: response.status().as_u16(),
+                };
+                context.lock().record(call, index, outcome);
+                let never: Infallible = std::future::pending().await;
+                match never {}
+            }
+            Err(message) => Ok(upstream_failure(&context, call, index, message)),
+        },
         Some(Fault::DropAfterForward) => match forward(context.upstream, &parts, body).await {
             Ok(response) => {
                 let outcome = Outcome::Dropped {

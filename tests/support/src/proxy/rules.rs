@@ -21,6 +21,9 @@ pub enum Fault {
     /// Neither forwards nor responds. The connection stays open until the client gives up or
     /// the proxy stops.
     Stall,
+    /// Forwards the request to moto, then holds the connection open without responding. moto
+    /// applies the mutation, and the client waits, so a test can kill it at exactly that point.
+    StallAfterForward,
 }
 
 /// What happened to one request.
@@ -35,6 +38,8 @@ pub enum Outcome {
     Dropped { upstream_status: u16 },
     /// Held open without a response and without forwarding.
     Stalled,
+    /// Forwarded to moto, which returned this HTTP status, then held open without a response.
+    StalledAfterForward { upstream_status: u16 },
     /// Forwarding to moto failed, and the proxy returned HTTP 502.
     UpstreamFailed { message: String },
 }
