@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use linkplan_testkit::{LocalVpc, MotoServer, ProviderSide};
+use linkplan_testkit::{FaultProxy, LocalVpc, MotoServer, ProviderSide};
 
 /// The result of one `linkplan` run.
 pub struct Run {
@@ -16,7 +16,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(output: Output) -> Run {
+    pub fn from(output: Output) -> Run {
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -134,4 +134,17 @@ pub fn redact(text: &str, replacements: &[(&str, &str)]) -> String {
         .fold(text.to_string(), |text, (value, placeholder)| {
             text.replace(value, placeholder)
         })
+}
+
+/// Returns a `linkplan` command aimed at `proxy`, with stdin closed and color off.
+pub fn linkplan_via(proxy: &FaultProxy, directory: &Path) -> Command {
+    let mut command = proxy.command(env!("CARGO_BIN_EXE_linkplan"));
+    command.current_dir(directory).stdin(Stdio::null()).env("NO_COLOR", "1");
+    command
+}
+
+/// Runs `linkplan ARGS` in `directory` through `proxy`.
+pub fn run_via(proxy: &FaultProxy, directory: &Path, args: &[&str]) -> Run {
+    let output = linkplan_via(proxy, directory).args(args).output().expect("linkplan runs");
+    Run::from(output)
 }

@@ -1,0 +1,227 @@
+//! Faults at every mutating call of a hub-plus-spoke apply, through the fault proxy in front of
+//! moto: a failed call must roll everything back, and a killed process must leave a journal that
+//! `apply --resume` finishes with exactly one of each object, or that `rollback` cleans up.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::{Filter, VpcAttributeName};
+use common::{Run, hub_config, linkplan_via, run_via, workdir, write_config};
+use linkplan_testkit::{FaultProxy, InjectedError, LocalVpc, Outcome, VpcSpec, moto, unique_name};
+
+/// One stack: a hub in us-east-1 and a spoke in eu-west-1, both with DNS hostnames off.
+struct Setup {
+    stack: String,
+    dir: PathBuf,
+    hub: LocalVpc,
+    spoke: LocalVpc,
+}
+
+impl Setup {
+    fn new(prefix: &str, octet: u8) -> Setup {
+        let server = moto();
+        let provider = server.provider_side();
+        let stack = unique_name(prefix);
+        let hub = server.vpc(VpcSpec::new("us-east-1", &format!("10.{octet}.0.0/16"), &["use1-az1"]).dns_hostnames(false));
+        let spoke_cidr = format!("172.{}.0.0/16", 16 + octet % 16);
+        let spoke = server.vpc(VpcSpec::new("eu-west-1", &spoke_cidr, &["euw1-az1"]).dns_hostnames(false));
+        let dir = workdir(&stack);
+        let config = hub_config(&stack, &hub, &provider).replace(
+            "subnet_ids = [",
+            &format!("route_table_ids = [\"{}\"]\nsubnet_ids = [", hub.route_table_ids[0]),
+        ) + &format!(
+            "\n[[spoke]]\nname = \"eu\"\nregion = \"eu-west-1\"\nvpc_id = \"{}\"\nroute_table_ids = [\"{}\"]\n",
+            spoke.vpc_id, spoke.route_table_ids[0]
+        );
+        write_config(&dir, &config);
+        Setup { stack, dir, hub, spoke }
+    }
+
+    fn plan(&self, proxy: &FaultProxy) {
+        run_via(proxy, &self.dir, &["plan", "--out", "p.plan"]).expect_code(0);
+    }
+
+    fn of_stack(&self, tags: &[aws_sdk_ec2::types::Tag]) -> bool {
+        tags.iter().any(|t| t.key() == Some("linkplan:stack") && t.value() == Some(self.stack.as_str()))
+    }
+
+    /// Counts what the stack has in AWS: live endpoints, groups, live peerings, zones on the hub
+    /// VPC, routes over a peering in both tables, and the DNS hostnames of both VPCs.
+    async fn census(&self) -> Census {
+        let server = moto();
+        let hub_ec2 = server.ec2("us-east-1").await;
+        let spoke_ec2 = server.ec2("eu-west-1").await;
+        let gone = |state: Option<&str>| matches!(state, Some("deleted" | "deleting" | "rejected" | "failed" | "expired"));
+
+        let endpoints = hub_ec2
+            .describe_vpc_endpoints()
+            .filters(Filter::builder().name("vpc-id").values(&self.hub.vpc_id).build())
+            .send()
+            .await
+            .unwrap();
+        let endpoints = endpoints
+            .vpc_endpoints()
+            .iter()
+            .filter(|e| self.of_stack(e.tags()))
+            .filter(|e| !gone(e.state().map(|s| s.as_str().to_ascii_lowercase()).as_deref()))
+            .count();
+        let groups = hub_ec2
+            .describe_security_groups()
+            .filters(Filter::builder().name("vpc-id").values(&self.hub.vpc_id).build())
+            .send()
+            .await
+            .unwrap()
+            .security_groups()
+            .iter()
+            .filter(|g| self.of_stack(g.tags()))
+            .count();
+        let peerings = hub_ec2
+            .describe_vpc_peering_connections()
+            .send()
+            .await
+            .unwrap()
+            .vpc_peering_connections()
+            .iter()
+            .filter(|p| self.of_stack(p.tags()))
+            .filter(|p| !gone(p.status().and_then(|s| s.code()).map(|c| c.as_str())))
+            .count();
+        let route53 = server.route53().await;
+        let zones = route53
+            .list_hosted_zones_by_vpc()
+            .vpc_id(&self.hub.vpc_id)
+            .vpc_region("us-east-1".into())
+            .send()
+            .await
+            .unwrap()
+            .hosted_zone_summaries()
+            .iter()
+            .filter(|z| z.name() == "deepsecurity.trendmicro.com.")
+            .count();
+        let mut routes = 0;
+        for (ec2, table) in [(&hub_ec2, &self.hub.route_table_ids[0]), (&spoke_ec2, &self.spoke.route_table_ids[0])] {
+            let tables = ec2.describe_route_tables().route_table_ids(table).send().await.unwrap();
+            routes += tables.route_tables()[0].routes().iter().filter(|r| r.vpc_peering_connection_id().is_some()).count();
+        }
+        let mut hostnames = Vec::new();
+        for (ec2, vpc) in [(&hub_ec2, &self.hub.vpc_id), (&spoke_ec2, &self.spoke.vpc_id)] {
+            let read = ec2
+                .describe_vpc_attribute()
+                .vpc_id(vpc)
+                .attribute(VpcAttributeName::EnableDnsHostnames)
+                .send()
+                .await
+                .unwrap();
+            hostnames.push(read.enable_dns_hostnames().and_then(|v| v.value()).unwrap_or(false));
+        }
+        Census { endpoints, groups, peerings, zones, routes, hostnames }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Census {
+    endpoints: usize,
+    groups: usize,
+    peerings: usize,
+    zones: usize,
+    routes: usize,
+    hostnames: Vec<bool>,
+}
+
+const NOTHING: Census = Census { endpoints: 0, groups: 0, peerings: 0, zones: 0, routes: 0, hostnames: Vec::new() };
+
+fn nothing() -> Census {
+    Census { hostnames: vec![false, false], ..NOTHING }
+}
+
+fn everything() -> Census {
+    Census { endpoints: 4, groups: 1, peerings: 1, zones: 1, routes: 2, hostnames: vec![true, true] }
+}
+
+/// Applies a fresh stack through `proxy` and returns how many mutating calls the apply made.
+async fn mutations_of_clean_apply(proxy: &FaultProxy) -> u32 {
+    let setup = Setup::new("count", 100);
+    setup.plan(proxy);
+    proxy.reset_counts();
+    run_via(proxy, &setup.dir, &["apply", "--auto-approve", "p.plan"]).expect_code(0);
+    let count = proxy.mutating_count();
+    assert_eq!(setup.census().await, everything(), "the clean apply built the whole stack");
+    assert!(count >= 16, "a hub-plus-spoke apply makes at least one call per step, not {count}");
+    count
+}
+
+fn describe(run: &Run) -> String {
+    format!("--- stdout\n{}\n--- stderr\n{}", run.stdout, run.stderr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failure_at_every_mutation_rolls_back() {
+    let proxy = FaultProxy::start(&moto().endpoint);
+    let total = mutations_of_clean_apply(&proxy).await;
+
+    for n in 1..=total {
+        let setup = Setup::new("fail", (n % 90) as u8 + 101);
+        setup.plan(&proxy);
+        proxy.clear_faults();
+        proxy.reset_counts();
+        proxy.fail_nth_mutating(n, InjectedError::new(400, "InvalidParameterValue", "injected failure"));
+        let failed = run_via(&proxy, &setup.dir, &["apply", "--auto-approve", "p.plan"]);
+        proxy.clear_faults();
+        assert_eq!(failed.code, 3, "failure at mutation {n} of {total} did not roll back cleanly\n{}", describe(&failed));
+        assert!(failed.stderr.contains("InvalidParameterValue"), "mutation {n}: the error is not named\n{}", describe(&failed));
+        assert_eq!(setup.census().await, nothing(), "mutation {n} of {total} left something behind");
+    }
+}
+
+/// Starts an apply of `setup` through `proxy` that stalls after mutation `n` reaches moto,
+/// waits for the stall, and kills the process with SIGKILL.
+fn kill_after_mutation(proxy: &FaultProxy, setup: &Setup, n: u32) {
+    proxy.clear_faults();
+    proxy.reset_counts();
+    proxy.stall_nth_mutating_after_forward(n);
+    let mut child = linkplan_via(proxy, &setup.dir)
+        .args(["apply", "--auto-approve", "p.plan"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("linkplan starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !proxy.requests().iter().any(|r| matches!(r.outcome, Outcome::StalledAfterForward { .. })) {
+        assert!(Instant::now() < deadline, "mutation {n} never reached the proxy");
+        assert!(child.try_wait().unwrap().is_none(), "the apply ended before mutation {n}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL is sent");
+    child.wait().unwrap();
+    proxy.clear_faults();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_at_every_mutation_then_resume_or_rollback() {
+    let proxy = FaultProxy::start(&moto().endpoint);
+    let total = mutations_of_clean_apply(&proxy).await;
+
+    for n in 1..=total {
+        // Resume finishes the plan with exactly one of each object.
+        let resumed = Setup::new("resume", (n % 90) as u8 + 11);
+        resumed.plan(&proxy);
+        kill_after_mutation(&proxy, &resumed, n);
+        let unfinished = run_via(&proxy, &resumed.dir, &["apply", "--auto-approve", "p.plan"]).expect_code(1);
+        assert!(unfinished.stderr.contains("has an unfinished run"), "mutation {n}\n{}", describe(&unfinished));
+        let run = run_via(&proxy, &resumed.dir, &["apply", "--auto-approve", "--resume", "p.plan"]);
+        assert_eq!(run.code, 0, "resume after a kill at mutation {n} of {total} failed\n{}", describe(&run));
+        assert_eq!(resumed.census().await, everything(), "resume after mutation {n} of {total}");
+        let again = run_via(&proxy, &resumed.dir, &["plan", "--detailed-exitcode", "--out", "q.plan"]);
+        assert_eq!(again.code, 0, "after resuming from mutation {n}, a new plan has changes\n{}", describe(&again));
+
+        // Rollback removes what the killed run made.
+        let rolled = Setup::new("rollback", (n % 90) as u8 + 11);
+        rolled.plan(&proxy);
+        kill_after_mutation(&proxy, &rolled, n);
+        let run = run_via(&proxy, &rolled.dir, &["rollback", "--auto-approve", "p.plan"]);
+        assert_eq!(run.code, 0, "rollback after a kill at mutation {n} of {total} failed\n{}", describe(&run));
+        assert_eq!(rolled.census().await, nothing(), "rollback after mutation {n} of {total}");
+    }
+}
