@@ -225,3 +225,40 @@ async fn kill_at_every_mutation_then_resume_or_rollback() {
         assert_eq!(rolled.census().await, nothing(), "rollback after mutation {n} of {total}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttled_third_of_calls_still_applies() {
+    let proxy = FaultProxy::start(&moto().endpoint);
+    let setup = Setup::new("throttled", 200);
+    setup.plan(&proxy);
+    proxy.clear_faults();
+    proxy.reset_counts();
+    proxy.throttle_fraction(1, 3);
+    let run = run_via(&proxy, &setup.dir, &["apply", "--auto-approve", "p.plan"]);
+    proxy.clear_faults();
+    assert_eq!(run.code, 0, "an apply with a third of its calls throttled failed\n{}", describe(&run));
+    let throttled = proxy.requests().iter().filter(|r| matches!(r.outcome, Outcome::Failed { .. })).count();
+    assert!(throttled > 0, "no call was throttled");
+    assert_eq!(setup.census().await, everything());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_cap_exceeded_rolls_back_naming_code() {
+    let proxy = FaultProxy::start(&moto().endpoint);
+    let setup = Setup::new("capped", 201);
+    setup.plan(&proxy);
+    proxy.clear_faults();
+    proxy.reset_counts();
+    let busy = InjectedError::new(400, "PriorRequestNotComplete", "The request was rejected because Route 53 was still processing a prior request.");
+    proxy.fail_operation("ChangeResourceRecordSets", 1000, busy);
+    let run = run_via(&proxy, &setup.dir, &["apply", "--auto-approve", "p.plan"]);
+    proxy.clear_faults();
+    assert_eq!(run.code, 3, "the capped apply did not roll back cleanly\n{}", describe(&run));
+    assert!(
+        run.stderr.contains("route53 ChangeResourceRecordSets in us-east-1 failed: PriorRequestNotComplete"),
+        "the error does not name the operation and code\n{}",
+        describe(&run)
+    );
+    assert!(run.stderr.contains("5 attempts"), "the error does not give the attempts\n{}", describe(&run));
+    assert_eq!(setup.census().await, nothing());
+}
