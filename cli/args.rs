@@ -32,6 +32,18 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]
     pub endpoint_url: Option<String>,
 
+    /// Seconds to wait for a connection to an AWS endpoint
+    #[arg(long, global = true, default_value_t = 3, value_name = "SECONDS")]
+    pub connect_timeout: u64,
+
+    /// Seconds to wait for the first byte of an AWS response
+    #[arg(long, global = true, default_value_t = 20, value_name = "SECONDS")]
+    pub read_timeout: u64,
+
+    /// Attempts per AWS call, the first included; throttling, 5xx and timeouts are retried
+    #[arg(long, global = true, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub max_attempts: u32,
+
     /// More logging on stderr: -v for info, -vv for debug, -vvv for trace (RUST_LOG also works)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -12,7 +12,10 @@ use linkplan_testkit::{LocalVpc, VpcSpec, moto, unique_name};
 fn hold_lock(dir: &Path, stack: &str, pid: u32) {
     let lock_dir = dir.join(".linkplan").join(stack);
     std::fs::create_dir_all(&lock_dir).unwrap();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
     let holder = serde_json::json!({ "host": host, "pid": pid, "since": "2026-12-04T10:00:00Z" });
     std::fs::write(lock_dir.join("lock"), holder.to_string()).unwrap();
 }
@@ -29,8 +32,19 @@ async fn live_endpoints(hub: &LocalVpc, stack: &str) -> Vec<String> {
     described
         .vpc_endpoints()
         .iter()
-        .filter(|e| e.tags().iter().any(|t| t.key() == Some("linkplan:stack") && t.value() == Some(stack)))
-        .filter(|e| !matches!(e.state().map(|s| s.as_str().to_ascii_lowercase()).as_deref(), Some("deleted" | "deleting")))
+        .filter(|e| {
+            e.tags()
+                .iter()
+                .any(|t| t.key() == Some("linkplan:stack") && t.value() == Some(stack))
+        })
+        .filter(|e| {
+            !matches!(
+                e.state()
+                    .map(|s| s.as_str().to_ascii_lowercase())
+                    .as_deref(),
+                Some("deleted" | "deleting")
+            )
+        })
         .filter_map(|e| e.vpc_endpoint_id().map(str::to_string))
         .collect()
 }
@@ -46,21 +60,37 @@ async fn locked_stack_names_the_holder() {
     run(server, &dir, &["plan", "--out", "p.plan"]).expect_code(0);
 
     // A live process holds the lock: the apply is rejected and changes nothing.
-    let mut holder = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let mut holder = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
     hold_lock(&dir, &stack, holder.id());
     let refused = run(server, &dir, &["apply", "--auto-approve", "p.plan"]);
     holder.kill().unwrap();
     holder.wait().unwrap();
     let refused = refused.expect_code(1);
-    let expected = format!("error: stack `{stack}` is locked by process {} on", holder.id());
+    let expected = format!(
+        "error: stack `{stack}` is locked by process {} on",
+        holder.id()
+    );
     assert!(refused.stderr.contains(&expected), "{}", refused.stderr);
-    assert!(refused.stderr.contains("since 2026-12-04T10:00:00Z"), "{}", refused.stderr);
-    assert!(live_endpoints(&hub, &stack).await.is_empty(), "the locked apply made endpoints");
+    assert!(
+        refused.stderr.contains("since 2026-12-04T10:00:00Z"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        live_endpoints(&hub, &stack).await.is_empty(),
+        "the locked apply made endpoints"
+    );
 
     // The holder is gone now: the next apply takes the lock over and runs.
     run(server, &dir, &["apply", "--auto-approve", "p.plan"]).expect_code(0);
     assert_eq!(live_endpoints(&hub, &stack).await.len(), 4);
-    assert!(!dir.join(".linkplan").join(&stack).join("lock").exists(), "the lock is released");
+    assert!(
+        !dir.join(".linkplan").join(&stack).join("lock").exists(),
+        "the lock is released"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -68,18 +98,56 @@ async fn unlock_shows_holder_then_removes_lock() {
     let dir = workdir(&unique_name("unlock"));
     let lock_dir = dir.join("plans/.linkplan/web");
     std::fs::create_dir_all(&lock_dir).unwrap();
-    let holder = serde_json::json!({ "host": "ci-runner-7", "pid": 4242, "since": "2026-12-04T10:00:00Z" });
+    let holder =
+        serde_json::json!({ "host": "ci-runner-7", "pid": 4242, "since": "2026-12-04T10:00:00Z" });
     std::fs::write(lock_dir.join("lock"), holder.to_string()).unwrap();
 
     let shown = common::run_offline(&dir, &["unlock", "web"]).expect_code(1);
     assert!(
-        shown.stderr.contains("error: stack `web` is locked by process 4242 on ci-runner-7 since 2026-12-04T10:00:00Z"),
+        shown.stderr.contains(
+            "error: stack `web` is locked by process 4242 on ci-runner-7 since 2026-12-04T10:00:00Z"
+        ),
         "{}",
         shown.stderr
     );
-    assert!(lock_dir.join("lock").exists(), "unlock without --force removed the lock");
+    assert!(
+        lock_dir.join("lock").exists(),
+        "unlock without --force removed the lock"
+    );
 
     let removed = common::run_offline(&dir, &["unlock", "web", "--force"]).expect_code(0);
-    assert!(removed.stdout.contains("Removed the lock of stack `web`"), "{}", removed.stdout);
+    assert!(
+        removed.stdout.contains("Removed the lock of stack `web`"),
+        "{}",
+        removed.stdout
+    );
     assert!(!lock_dir.join("lock").exists());
+}
+
+#[test]
+fn silent_endpoint_fails_within_timeouts() {
+    let listener = linkplan_testkit::stalled_listener();
+    let dir = workdir(&unique_name("silent"));
+    let config = "name = \"silent\"\n[hub]\nregion = \"us-east-1\"\nvpc_id = \"vpc-0123456789abcdef0\"\n\
+                  subnet_ids = [\"subnet-0123456789abcdef0\"]\n";
+    write_config(&dir, config);
+
+    let started = std::time::Instant::now();
+    let output = moto()
+        .command(env!("CARGO_BIN_EXE_linkplan"))
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .env("NO_COLOR", "1")
+        .env("AWS_ENDPOINT_URL", listener.endpoint())
+        .args(["plan", "--read-timeout", "1", "--max-attempts", "2"])
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let run = common::Run::from(output).expect_code(1);
+
+    // Two attempts of one second each, plus the backoff between them, stay well under 30 s.
+    assert!(elapsed < std::time::Duration::from_secs(30), "plan took {elapsed:?}");
+    assert!(run.stderr.contains("sts GetCallerIdentity in us-east-1 failed"), "{}", run.stderr);
+    assert!(run.stderr.contains("2 attempts"), "{}", run.stderr);
+    assert!(!dir.join("plans").exists(), "a plan was written");
 }

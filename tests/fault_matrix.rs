@@ -25,19 +25,31 @@ impl Setup {
         let server = moto();
         let provider = server.provider_side();
         let stack = unique_name(prefix);
-        let hub = server.vpc(VpcSpec::new("us-east-1", &format!("10.{octet}.0.0/16"), &["use1-az1"]).dns_hostnames(false));
+        let hub = server.vpc(
+            VpcSpec::new("us-east-1", &format!("10.{octet}.0.0/16"), &["use1-az1"])
+                .dns_hostnames(false),
+        );
         let spoke_cidr = format!("172.{}.0.0/16", 16 + octet % 16);
-        let spoke = server.vpc(VpcSpec::new("eu-west-1", &spoke_cidr, &["euw1-az1"]).dns_hostnames(false));
+        let spoke =
+            server.vpc(VpcSpec::new("eu-west-1", &spoke_cidr, &["euw1-az1"]).dns_hostnames(false));
         let dir = workdir(&stack);
         let config = hub_config(&stack, &hub, &provider).replace(
             "subnet_ids = [",
-            &format!("route_table_ids = [\"{}\"]\nsubnet_ids = [", hub.route_table_ids[0]),
+            &format!(
+                "route_table_ids = [\"{}\"]\nsubnet_ids = [",
+                hub.route_table_ids[0]
+            ),
         ) + &format!(
             "\n[[spoke]]\nname = \"eu\"\nregion = \"eu-west-1\"\nvpc_id = \"{}\"\nroute_table_ids = [\"{}\"]\n",
             spoke.vpc_id, spoke.route_table_ids[0]
         );
         write_config(&dir, &config);
-        Setup { stack, dir, hub, spoke }
+        Setup {
+            stack,
+            dir,
+            hub,
+            spoke,
+        }
     }
 
     fn plan(&self, proxy: &FaultProxy) {
@@ -45,7 +57,8 @@ impl Setup {
     }
 
     fn of_stack(&self, tags: &[aws_sdk_ec2::types::Tag]) -> bool {
-        tags.iter().any(|t| t.key() == Some("linkplan:stack") && t.value() == Some(self.stack.as_str()))
+        tags.iter()
+            .any(|t| t.key() == Some("linkplan:stack") && t.value() == Some(self.stack.as_str()))
     }
 
     /// Counts what the stack has in AWS: live endpoints, groups, live peerings, zones on the hub
@@ -54,11 +67,21 @@ impl Setup {
         let server = moto();
         let hub_ec2 = server.ec2("us-east-1").await;
         let spoke_ec2 = server.ec2("eu-west-1").await;
-        let gone = |state: Option<&str>| matches!(state, Some("deleted" | "deleting" | "rejected" | "failed" | "expired"));
+        let gone = |state: Option<&str>| {
+            matches!(
+                state,
+                Some("deleted" | "deleting" | "rejected" | "failed" | "expired")
+            )
+        };
 
         let endpoints = hub_ec2
             .describe_vpc_endpoints()
-            .filters(Filter::builder().name("vpc-id").values(&self.hub.vpc_id).build())
+            .filters(
+                Filter::builder()
+                    .name("vpc-id")
+                    .values(&self.hub.vpc_id)
+                    .build(),
+            )
             .send()
             .await
             .unwrap();
@@ -66,11 +89,22 @@ impl Setup {
             .vpc_endpoints()
             .iter()
             .filter(|e| self.of_stack(e.tags()))
-            .filter(|e| !gone(e.state().map(|s| s.as_str().to_ascii_lowercase()).as_deref()))
+            .filter(|e| {
+                !gone(
+                    e.state()
+                        .map(|s| s.as_str().to_ascii_lowercase())
+                        .as_deref(),
+                )
+            })
             .count();
         let groups = hub_ec2
             .describe_security_groups()
-            .filters(Filter::builder().name("vpc-id").values(&self.hub.vpc_id).build())
+            .filters(
+                Filter::builder()
+                    .name("vpc-id")
+                    .values(&self.hub.vpc_id)
+                    .build(),
+            )
             .send()
             .await
             .unwrap()
@@ -101,12 +135,27 @@ impl Setup {
             .filter(|z| z.name() == "deepsecurity.trendmicro.com.")
             .count();
         let mut routes = 0;
-        for (ec2, table) in [(&hub_ec2, &self.hub.route_table_ids[0]), (&spoke_ec2, &self.spoke.route_table_ids[0])] {
-            let tables = ec2.describe_route_tables().route_table_ids(table).send().await.unwrap();
-            routes += tables.route_tables()[0].routes().iter().filter(|r| r.vpc_peering_connection_id().is_some()).count();
+        for (ec2, table) in [
+            (&hub_ec2, &self.hub.route_table_ids[0]),
+            (&spoke_ec2, &self.spoke.route_table_ids[0]),
+        ] {
+            let tables = ec2
+                .describe_route_tables()
+                .route_table_ids(table)
+                .send()
+                .await
+                .unwrap();
+            routes += tables.route_tables()[0]
+                .routes()
+                .iter()
+                .filter(|r| r.vpc_peering_connection_id().is_some())
+                .count();
         }
         let mut hostnames = Vec::new();
-        for (ec2, vpc) in [(&hub_ec2, &self.hub.vpc_id), (&spoke_ec2, &self.spoke.vpc_id)] {
+        for (ec2, vpc) in [
+            (&hub_ec2, &self.hub.vpc_id),
+            (&spoke_ec2, &self.spoke.vpc_id),
+        ] {
             let read = ec2
                 .describe_vpc_attribute()
                 .vpc_id(vpc)
@@ -114,9 +163,20 @@ impl Setup {
                 .send()
                 .await
                 .unwrap();
-            hostnames.push(read.enable_dns_hostnames().and_then(|v| v.value()).unwrap_or(false));
+            hostnames.push(
+                read.enable_dns_hostnames()
+                    .and_then(|v| v.value())
+                    .unwrap_or(false),
+            );
         }
-        Census { endpoints, groups, peerings, zones, routes, hostnames }
+        Census {
+            endpoints,
+            groups,
+            peerings,
+            zones,
+            routes,
+            hostnames,
+        }
     }
 }
 
@@ -130,14 +190,31 @@ struct Census {
     hostnames: Vec<bool>,
 }
 
-const NOTHING: Census = Census { endpoints: 0, groups: 0, peerings: 0, zones: 0, routes: 0, hostnames: Vec::new() };
+const NOTHING: Census = Census {
+    endpoints: 0,
+    groups: 0,
+    peerings: 0,
+    zones: 0,
+    routes: 0,
+    hostnames: Vec::new(),
+};
 
 fn nothing() -> Census {
-    Census { hostnames: vec![false, false], ..NOTHING }
+    Census {
+        hostnames: vec![false, false],
+        ..NOTHING
+    }
 }
 
 fn everything() -> Census {
-    Census { endpoints: 4, groups: 1, peerings: 1, zones: 1, routes: 2, hostnames: vec![true, true] }
+    Census {
+        endpoints: 4,
+        groups: 1,
+        peerings: 1,
+        zones: 1,
+        routes: 2,
+        hostnames: vec![true, true],
+    }
 }
 
 /// Applies a fresh stack through `proxy` and returns how many mutating calls the apply made.
@@ -147,8 +224,15 @@ async fn mutations_of_clean_apply(proxy: &FaultProxy) -> u32 {
     proxy.reset_counts();
     run_via(proxy, &setup.dir, &["apply", "--auto-approve", "p.plan"]).expect_code(0);
     let count = proxy.mutating_count();
-    assert_eq!(setup.census().await, everything(), "the clean apply built the whole stack");
-    assert!(count >= 16, "a hub-plus-spoke apply makes at least one call per step, not {count}");
+    assert_eq!(
+        setup.census().await,
+        everything(),
+        "the clean apply built the whole stack"
+    );
+    assert!(
+        count >= 16,
+        "a hub-plus-spoke apply makes at least one call per step, not {count}"
+    );
     count
 }
 
@@ -166,12 +250,28 @@ async fn failure_at_every_mutation_rolls_back() {
         setup.plan(&proxy);
         proxy.clear_faults();
         proxy.reset_counts();
-        proxy.fail_nth_mutating(n, InjectedError::new(400, "InvalidParameterValue", "injected failure"));
+        proxy.fail_nth_mutating(
+            n,
+            InjectedError::new(400, "InvalidParameterValue", "injected failure"),
+        );
         let failed = run_via(&proxy, &setup.dir, &["apply", "--auto-approve", "p.plan"]);
         proxy.clear_faults();
-        assert_eq!(failed.code, 3, "failure at mutation {n} of {total} did not roll back cleanly\n{}", describe(&failed));
-        assert!(failed.stderr.contains("InvalidParameterValue"), "mutation {n}: the error is not named\n{}", describe(&failed));
-        assert_eq!(setup.census().await, nothing(), "mutation {n} of {total} left something behind");
+        assert_eq!(
+            failed.code,
+            3,
+            "failure at mutation {n} of {total} did not roll back cleanly\n{}",
+            describe(&failed)
+        );
+        assert!(
+            failed.stderr.contains("InvalidParameterValue"),
+            "mutation {n}: the error is not named\n{}",
+            describe(&failed)
+        );
+        assert_eq!(
+            setup.census().await,
+            nothing(),
+            "mutation {n} of {total} left something behind"
+        );
     }
 }
 
@@ -188,9 +288,19 @@ fn kill_after_mutation(proxy: &FaultProxy, setup: &Setup, n: u32) {
         .spawn()
         .expect("linkplan starts");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !proxy.requests().iter().any(|r| matches!(r.outcome, Outcome::StalledAfterForward { .. })) {
-        assert!(Instant::now() < deadline, "mutation {n} never reached the proxy");
-        assert!(child.try_wait().unwrap().is_none(), "the apply ended before mutation {n}");
+    while !proxy
+        .requests()
+        .iter()
+        .any(|r| matches!(r.outcome, Outcome::StalledAfterForward { .. }))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "mutation {n} never reached the proxy"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the apply ended before mutation {n}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().expect("SIGKILL is sent");
@@ -208,21 +318,61 @@ async fn kill_at_every_mutation_then_resume_or_rollback() {
         let resumed = Setup::new("resume", (n % 90) as u8 + 11);
         resumed.plan(&proxy);
         kill_after_mutation(&proxy, &resumed, n);
-        let unfinished = run_via(&proxy, &resumed.dir, &["apply", "--auto-approve", "p.plan"]).expect_code(1);
-        assert!(unfinished.stderr.contains("has an unfinished run"), "mutation {n}\n{}", describe(&unfinished));
-        let run = run_via(&proxy, &resumed.dir, &["apply", "--auto-approve", "--resume", "p.plan"]);
-        assert_eq!(run.code, 0, "resume after a kill at mutation {n} of {total} failed\n{}", describe(&run));
-        assert_eq!(resumed.census().await, everything(), "resume after mutation {n} of {total}");
-        let again = run_via(&proxy, &resumed.dir, &["plan", "--detailed-exitcode", "--out", "q.plan"]);
-        assert_eq!(again.code, 0, "after resuming from mutation {n}, a new plan has changes\n{}", describe(&again));
+        let unfinished =
+            run_via(&proxy, &resumed.dir, &["apply", "--auto-approve", "p.plan"]).expect_code(1);
+        assert!(
+            unfinished.stderr.contains("has an unfinished run"),
+            "mutation {n}\n{}",
+            describe(&unfinished)
+        );
+        let run = run_via(
+            &proxy,
+            &resumed.dir,
+            &["apply", "--auto-approve", "--resume", "p.plan"],
+        );
+        assert_eq!(
+            run.code,
+            0,
+            "resume after a kill at mutation {n} of {total} failed\n{}",
+            describe(&run)
+        );
+        assert_eq!(
+            resumed.census().await,
+            everything(),
+            "resume after mutation {n} of {total}"
+        );
+        let again = run_via(
+            &proxy,
+            &resumed.dir,
+            &["plan", "--detailed-exitcode", "--out", "q.plan"],
+        );
+        assert_eq!(
+            again.code,
+            0,
+            "after resuming from mutation {n}, a new plan has changes\n{}",
+            describe(&again)
+        );
 
         // Rollback removes what the killed run made.
         let rolled = Setup::new("rollback", (n % 90) as u8 + 11);
         rolled.plan(&proxy);
         kill_after_mutation(&proxy, &rolled, n);
-        let run = run_via(&proxy, &rolled.dir, &["rollback", "--auto-approve", "p.plan"]);
-        assert_eq!(run.code, 0, "rollback after a kill at mutation {n} of {total} failed\n{}", describe(&run));
-        assert_eq!(rolled.census().await, nothing(), "rollback after mutation {n} of {total}");
+        let run = run_via(
+            &proxy,
+            &rolled.dir,
+            &["rollback", "--auto-approve", "p.plan"],
+        );
+        assert_eq!(
+            run.code,
+            0,
+            "rollback after a kill at mutation {n} of {total} failed\n{}",
+            describe(&run)
+        );
+        assert_eq!(
+            rolled.census().await,
+            nothing(),
+            "rollback after mutation {n} of {total}"
+        );
     }
 }
 
@@ -236,8 +386,17 @@ async fn throttled_third_of_calls_still_applies() {
     proxy.throttle_fraction(1, 3);
     let run = run_via(&proxy, &setup.dir, &["apply", "--auto-approve", "p.plan"]);
     proxy.clear_faults();
-    assert_eq!(run.code, 0, "an apply with a third of its calls throttled failed\n{}", describe(&run));
-    let throttled = proxy.requests().iter().filter(|r| matches!(r.outcome, Outcome::Failed { .. })).count();
+    assert_eq!(
+        run.code,
+        0,
+        "an apply with a third of its calls throttled failed\n{}",
+        describe(&run)
+    );
+    let throttled = proxy
+        .requests()
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
+        .count();
     assert!(throttled > 0, "no call was throttled");
     assert_eq!(setup.census().await, everything());
 }
@@ -249,16 +408,31 @@ async fn retry_cap_exceeded_rolls_back_naming_code() {
     setup.plan(&proxy);
     proxy.clear_faults();
     proxy.reset_counts();
-    let busy = InjectedError::new(400, "PriorRequestNotComplete", "The request was rejected because Route 53 was still processing a prior request.");
+    let busy = InjectedError::new(
+        400,
+        "PriorRequestNotComplete",
+        "The request was rejected because Route 53 was still processing a prior request.",
+    );
     proxy.fail_operation("ChangeResourceRecordSets", 1000, busy);
     let run = run_via(&proxy, &setup.dir, &["apply", "--auto-approve", "p.plan"]);
     proxy.clear_faults();
-    assert_eq!(run.code, 3, "the capped apply did not roll back cleanly\n{}", describe(&run));
+    assert_eq!(
+        run.code,
+        3,
+        "the capped apply did not roll back cleanly\n{}",
+        describe(&run)
+    );
     assert!(
-        run.stderr.contains("route53 ChangeResourceRecordSets in us-east-1 failed: PriorRequestNotComplete"),
+        run.stderr.contains(
+            "route53 ChangeResourceRecordSets in us-east-1 failed: PriorRequestNotComplete"
+        ),
         "the error does not name the operation and code\n{}",
         describe(&run)
     );
-    assert!(run.stderr.contains("5 attempts"), "the error does not give the attempts\n{}", describe(&run));
+    assert!(
+        run.stderr.contains("5 attempts"),
+        "the error does not give the attempts\n{}",
+        describe(&run)
+    );
     assert_eq!(setup.census().await, nothing());
 }

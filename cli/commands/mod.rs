@@ -9,7 +9,9 @@ pub mod validate;
 
 use std::sync::Arc;
 
-use linkplan_aws::{AwsProvider, ProviderOptions};
+use std::time::Duration;
+
+use linkplan_aws::{AwsProvider, ProviderOptions, Timeouts};
 use linkplan_engine::provider::{Provider, ProviderError};
 use linkplan_engine::stack::Stack;
 
@@ -18,9 +20,21 @@ use crate::error::CliError;
 
 /// Builds the AWS provider for every context of `stack`.
 pub async fn provider(stack: &Stack, global: &GlobalArgs) -> Result<Arc<dyn Provider>, CliError> {
+    let defaults = Timeouts::default();
+    let connect = Duration::from_secs(global.connect_timeout);
+    let read = Duration::from_secs(global.read_timeout);
+    // One attempt may take longer than the read timeout (a slow body), never less.
+    let attempt = defaults.attempt.max(connect + read);
+    let timeouts = Timeouts {
+        connect,
+        read,
+        attempt,
+        operation: defaults.operation.max(attempt),
+    };
     let options = ProviderOptions {
         endpoint_url: global.endpoint_url.clone(),
-        ..ProviderOptions::default()
+        timeouts,
+        max_attempts: global.max_attempts,
     };
     let provider = AwsProvider::new(&stack.contexts(), &options)
         .await

@@ -139,12 +139,18 @@ pub fn redact(text: &str, replacements: &[(&str, &str)]) -> String {
 /// Returns a `linkplan` command aimed at `proxy`, with stdin closed and color off.
 pub fn linkplan_via(proxy: &FaultProxy, directory: &Path) -> Command {
     let mut command = proxy.command(env!("CARGO_BIN_EXE_linkplan"));
-    command.current_dir(directory).stdin(Stdio::null()).env("NO_COLOR", "1");
+    command
+        .current_dir(directory)
+        .stdin(Stdio::null())
+        .env("NO_COLOR", "1");
     command
 }
 
 /// Runs `linkplan ARGS` in `directory` through `proxy`.
 pub fn run_via(proxy: &FaultProxy, directory: &Path, args: &[&str]) -> Run {
-    let output = linkplan_via(proxy, directory).args(args).output().expect("linkplan runs");
+    let output = linkplan_via(proxy, directory)
+        .args(args)
+        .output()
+        .expect("linkplan runs");
     Run::from(output)
 }
