@@ -146,8 +146,16 @@ fn silent_endpoint_fails_within_timeouts() {
     let run = common::Run::from(output).expect_code(1);
 
     // Two attempts of one second each, plus the backoff between them, stay well under 30 s.
-    assert!(elapsed < std::time::Duration::from_secs(30), "plan took {elapsed:?}");
-    assert!(run.stderr.contains("sts GetCallerIdentity in us-east-1 failed"), "{}", run.stderr);
+    assert!(
+        elapsed < std::time::Duration::from_secs(30),
+        "plan took {elapsed:?}"
+    );
+    assert!(
+        run.stderr
+            .contains("sts GetCallerIdentity in us-east-1 failed"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("2 attempts"), "{}", run.stderr);
     assert!(!dir.join("plans").exists(), "a plan was written");
 }

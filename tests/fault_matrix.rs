@@ -436,3 +436,167 @@ async fn retry_cap_exceeded_rolls_back_naming_code() {
     );
     assert_eq!(setup.census().await, nothing());
 }
+
+/// Sends SIGINT to process `pid`, as Ctrl-C in its terminal would.
+fn interrupt(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -INT {pid} failed");
+}
+
+/// Starts an apply of `setup` that stalls after mutation `n`, waits for the stall, and returns
+/// the running child. Each AWS call gives up after `read_timeout` seconds and one attempt.
+fn apply_stalled_at(
+    proxy: &FaultProxy,
+    setup: &Setup,
+    n: u32,
+    read_timeout: &str,
+) -> std::process::Child {
+    proxy.clear_faults();
+    proxy.reset_counts();
+    proxy.stall_nth_mutating_after_forward(n);
+    let child = linkplan_via(proxy, &setup.dir)
+        .args([
+            "apply",
+            "--auto-approve",
+            "--read-timeout",
+            read_timeout,
+            "--max-attempts",
+            "1",
+            "p.plan",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("linkplan starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !proxy
+        .requests()
+        .iter()
+        .any(|r| matches!(r.outcome, Outcome::StalledAfterForward { .. }))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "mutation {n} never reached the proxy"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interrupt_rolls_back_and_second_exits() {
+    let proxy = FaultProxy::start(&moto().endpoint);
+
+    // One Ctrl-C: the step in flight ends (its call times out), then everything is undone.
+    let setup = Setup::new("interrupt", 202);
+    setup.plan(&proxy);
+    let child = apply_stalled_at(&proxy, &setup, 4, "3");
+    interrupt(child.id());
+    let run = Run::from(child.wait_with_output().unwrap());
+    proxy.clear_faults();
+    assert_eq!(
+        run.code,
+        3,
+        "an interrupted apply did not roll back\n{}",
+        describe(&run)
+    );
+    assert!(
+        run.stderr
+            .contains("Interrupted: finishing the steps in flight, then rolling back"),
+        "{}",
+        describe(&run)
+    );
+    assert_eq!(
+        setup.census().await,
+        nothing(),
+        "the interrupted apply left something behind"
+    );
+
+    // A second Ctrl-C exits at once and keeps the journal for --resume.
+    let setup = Setup::new("interrupt-twice", 203);
+    setup.plan(&proxy);
+    let child = apply_stalled_at(&proxy, &setup, 4, "20");
+    interrupt(child.id());
+    std::thread::sleep(Duration::from_millis(300));
+    interrupt(child.id());
+    let run = Run::from(child.wait_with_output().unwrap());
+    proxy.clear_faults();
+    assert_eq!(
+        run.code,
+        130,
+        "a second Ctrl-C did not exit at once\n{}",
+        describe(&run)
+    );
+    let resumed = run_via(
+        &proxy,
+        &setup.dir,
+        &["apply", "--auto-approve", "--resume", "p.plan"],
+    );
+    assert_eq!(
+        resumed.code,
+        0,
+        "the run left by a second Ctrl-C does not resume\n{}",
+        describe(&resumed)
+    );
+    assert_eq!(setup.census().await, everything());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_applies_run_one_at_a_time() {
+    let proxy = FaultProxy::start(&moto().endpoint);
+    let setup = Setup::new("concurrent", 204);
+    setup.plan(&proxy);
+    std::fs::copy(setup.dir.join("p.plan"), setup.dir.join("same.plan")).unwrap();
+
+    // Every call is slowed down, so the first apply still holds the lock when the second starts.
+    proxy.set_delay(Duration::from_millis(150));
+    let first = linkplan_via(&proxy, &setup.dir)
+        .args(["apply", "--auto-approve", "p.plan"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = setup.dir.join(".linkplan").join(&setup.stack).join("lock");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the first apply never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = run_via(
+        &proxy,
+        &setup.dir,
+        &["apply", "--auto-approve", "same.plan"],
+    );
+    let first = Run::from(first.wait_with_output().unwrap());
+    proxy.set_delay(Duration::ZERO);
+
+    assert_eq!(
+        first.code,
+        0,
+        "the first apply failed\n{}",
+        describe(&first)
+    );
+    assert_eq!(
+        second.code,
+        1,
+        "the second apply was not refused\n{}",
+        describe(&second)
+    );
+    let expected = format!("error: stack `{}` is locked by process", setup.stack);
+    assert!(
+        second.stderr.contains(&expected),
+        "the holder is not named\n{}",
+        describe(&second)
+    );
+    assert_eq!(
+        setup.census().await,
+        everything(),
+        "the stack was built once"
+    );
+}
