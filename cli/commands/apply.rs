@@ -178,7 +178,7 @@ async fn check_current(path: &Path, plan: &Plan, provider: &dyn Provider) -> Res
             .help("use the credentials the plan was made with, or plan again"));
         }
     }
-    let current = observed.fingerprints();
+    let current = observed.fingerprints(&plan.stack);
     let changed: Vec<String> = plan
         .observed
         .iter()

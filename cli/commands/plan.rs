@@ -94,7 +94,7 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
         warnings: findings.warnings().map(|w| w.summary.clone()).collect(),
         stack: stack.clone(),
         steps,
-        observed: observed.fingerprints(),
+        observed: observed.fingerprints(&stack),
     };
     print!("{}", render::plan_text(&plan, palette));
     let out = args

@@ -11,8 +11,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::resource::Tags;
-use crate::stack::Context;
+use crate::resource::{TAG_STACK, Tags};
+use crate::stack::{Context, Stack};
 
 /// Everything one read of a stack found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,8 +253,10 @@ impl Observed {
     /// of the object's normalized JSON, or of `null` for an absent one.
     ///
     /// Two reads of an unchanged account give the same fingerprints, so `apply` can tell
-    /// whether anything the plan depended on changed since.
-    pub fn fingerprints(&self) -> BTreeMap<String, String> {
+    /// whether anything the plan depended on changed since. Hosted zones, their records and
+    /// peerings count only where they concern `stack`: a same-name zone or a peering of another
+    /// team's VPCs changes nothing the plan depends on.
+    pub fn fingerprints(&self, stack: &Stack) -> BTreeMap<String, String> {
         let mut prints = BTreeMap::new();
         let mut add = |key: String, value: serde_json::Value| {
             prints.insert(key, fingerprint(&value));
@@ -290,14 +292,35 @@ impl Observed {
             "security-groups".to_string(),
             serde_json::json!(self.security_groups),
         );
-        add(
-            "hosted-zones".to_string(),
-            serde_json::json!(self.hosted_zones),
-        );
+        let vpcs: Vec<&str> = std::iter::once(stack.hub.vpc_id.as_str())
+            .chain(stack.spokes.iter().map(|s| s.vpc_id.as_str()))
+            .collect();
+        let owned = |tags: &Tags| tags.get(TAG_STACK).is_some_and(|s| *s == stack.name);
+        let zones: Vec<&HostedZoneState> = self
+            .hosted_zones
+            .iter()
+            .filter(|z| {
+                owned(&z.tags)
+                    || stack.zone.adopt.as_deref() == Some(z.zone_id.as_str())
+                    || z.vpcs.iter().any(|(vpc, _)| vpcs.contains(&vpc.as_str()))
+            })
+            .collect();
+        add("hosted-zones".to_string(), serde_json::json!(zones));
         for (zone, records) in &self.records {
-            add(format!("records/{zone}"), serde_json::json!(records));
+            if zones.iter().any(|z| &z.zone_id == zone) {
+                add(format!("records/{zone}"), serde_json::json!(records));
+            }
         }
-        add("peerings".to_string(), serde_json::json!(self.peerings));
+        let peerings: Vec<&PeeringState> = self
+            .peerings
+            .iter()
+            .filter(|p| {
+                owned(&p.tags)
+                    || vpcs.contains(&p.requester_vpc_id.as_str())
+                        && vpcs.contains(&p.accepter_vpc_id.as_str())
+            })
+            .collect();
+        add("peerings".to_string(), serde_json::json!(peerings));
         for (id, table) in &self.route_tables {
             add(format!("route-table/{id}"), serde_json::json!(table));
         }

@@ -573,8 +573,8 @@ fn dns_entry_order_does_not_change_fingerprints() {
     reordered.endpoints[0].dns_entries.reverse();
 
     assert_eq!(
-        zonal_first.fingerprints(),
-        reordered.fingerprints(),
+        zonal_first.fingerprints(&stack),
+        reordered.fingerprints(&stack),
         "a describe that lists the same DNS entries in another order does not make a plan stale"
     );
 }
@@ -1322,5 +1322,31 @@ fn gone_endpoint_is_neither_deleted_nor_adopted() {
         destroy.steps.is_empty(),
         "a destroy has nothing to delete: {:?}",
         addresses(&destroy.steps)
+    );
+}
+
+#[test]
+fn other_teams_zones_do_not_change_fingerprints() {
+    let stack = support::stack_from(support::ONE_SERVICE_CONFIG);
+    let observed = converged(&stack);
+    let mut with_other = observed.clone();
+    let mut other = with_other.hosted_zones[0].clone();
+    other.zone_id = "Z0OTHERTEAM0000000000".to_string();
+    other.tags.clear();
+    other.vpcs = vec![("vpc-0ffffffffffffffff".to_string(), "us-east-1".to_string())];
+    with_other.hosted_zones.push(other.clone());
+    assert_eq!(
+        observed.fingerprints(&stack),
+        with_other.fingerprints(&stack),
+        "a same-name zone on another team's VPC does not make a plan stale"
+    );
+
+    let mut on_hub = observed.clone();
+    other.vpcs = vec![(stack.hub.vpc_id.clone(), "us-east-1".to_string())];
+    on_hub.hosted_zones.push(other);
+    assert_ne!(
+        observed.fingerprints(&stack),
+        on_hub.fingerprints(&stack),
+        "a same-name zone that appears on the hub VPC does"
     );
 }

@@ -329,7 +329,7 @@ pub fn plan_for(stack: &Stack, observed: &Observed, mode: Mode) -> Plan {
             .collect(),
         stack: stack.clone(),
         steps,
-        observed: observed.fingerprints(),
+        observed: observed.fingerprints(stack),
     }
 }
 
