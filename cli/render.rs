@@ -313,20 +313,7 @@ fn push_value(
     match value {
         toml::Value::Table(table) if !is_reference(table) => {
             lines.push(format!("{pad}{} {label} = {{", style.apply_to(marker)));
-            let mut keys: Vec<&String> = table.keys().collect();
-            keys.sort();
-            let width = keys.iter().map(|k| k.len()).max().unwrap_or(0);
-            for key in keys {
-                let inner = format!("{key:<width$}");
-                push_value(
-                    lines,
-                    &format!("{pad}    "),
-                    marker,
-                    style,
-                    &inner,
-                    &table[key],
-                );
-            }
+            push_table(lines, &format!("{pad}    "), marker, style, table);
             lines.push(format!("{pad}  }}"));
         }
         toml::Value::Array(items) if is_named_tables(items) => {
@@ -334,20 +321,7 @@ fn push_value(
             for item in items {
                 lines.push(format!("{pad}    {} {{", style.apply_to(marker)));
                 if let Some(table) = item.as_table() {
-                    let mut keys: Vec<&String> = table.keys().collect();
-                    keys.sort();
-                    let width = keys.iter().map(|k| k.len()).max().unwrap_or(0);
-                    for key in keys {
-                        let inner = format!("{key:<width$}");
-                        push_value(
-                            lines,
-                            &format!("{pad}        "),
-                            marker,
-                            style,
-                            &inner,
-                            &table[key],
-                        );
-                    }
+                    push_table(lines, &format!("{pad}        "), marker, style, table);
                 }
                 lines.push(format!("{pad}      }},"));
             }
@@ -358,6 +332,29 @@ fn push_value(
             style.apply_to(marker),
             inline(value)
         )),
+    }
+}
+
+/// Appends every entry of `table`, sorted by key with the keys padded to one width.
+fn push_table(
+    lines: &mut Vec<String>,
+    pad: &str,
+    marker: &str,
+    style: &Style,
+    table: &toml::Table,
+) {
+    let mut keys: Vec<&String> = table.keys().collect();
+    keys.sort();
+    let width = keys.iter().map(|k| k.len()).max().unwrap_or(0);
+    for key in keys {
+        push_value(
+            lines,
+            pad,
+            marker,
+            style,
+            &format!("{key:<width$}"),
+            &table[key],
+        );
     }
 }
 

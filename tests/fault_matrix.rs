@@ -278,31 +278,7 @@ async fn failure_at_every_mutation_rolls_back() {
 /// Starts an apply of `setup` through `proxy` that stalls after mutation `n` reaches moto,
 /// waits for the stall, and kills the process with SIGKILL.
 fn kill_after_mutation(proxy: &FaultProxy, setup: &Setup, n: u32) {
-    proxy.clear_faults();
-    proxy.reset_counts();
-    proxy.stall_nth_mutating_after_forward(n);
-    let mut child = linkplan_via(proxy, &setup.dir)
-        .args(["apply", "--auto-approve", "p.plan"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("linkplan starts");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !proxy
-        .requests()
-        .iter()
-        .any(|r| matches!(r.outcome, Outcome::StalledAfterForward { .. }))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "mutation {n} never reached the proxy"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the apply ended before mutation {n}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = apply_stalled_at(proxy, setup, n, "20");
     child.kill().expect("SIGKILL is sent");
     child.wait().unwrap();
     proxy.clear_faults();
@@ -457,7 +433,7 @@ fn apply_stalled_at(
     proxy.clear_faults();
     proxy.reset_counts();
     proxy.stall_nth_mutating_after_forward(n);
-    let child = linkplan_via(proxy, &setup.dir)
+    let mut child = linkplan_via(proxy, &setup.dir)
         .args([
             "apply",
             "--auto-approve",
@@ -480,6 +456,10 @@ fn apply_stalled_at(
         assert!(
             Instant::now() < deadline,
             "mutation {n} never reached the proxy"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the apply ended before mutation {n}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
