@@ -104,7 +104,7 @@ impl ApplyReport {
     }
 }
 
-/// Why an apply could not run at all.
+/// An error that keeps an apply from running at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error(transparent)]
@@ -185,10 +185,9 @@ impl Executor {
         report.completed = replayed.completed;
 
         // A step whose call was made but whose outcome never reached the journal (a crash, a
-        // killed process) may have done some or all of its work. It is run again with the
-        // same token: the provider's contract makes a repeated step find what the earlier
-        // attempt made (by tags, caller reference or content) and finish the rest, such as
-        // the tags of a zone whose creation was cut off before them.
+        // killed process) may have done some or all of its work. It runs again with the same
+        // token. By the provider's contract, the repeat finds what the earlier attempt made, by
+        // tags, caller reference or content, and finishes the rest, such as a new zone's tags.
         for address in &replayed.unfinished {
             tracing::info!(%address, "running again a step whose outcome is missing from the journal");
         }
@@ -373,6 +372,7 @@ impl Executor {
             completed: replayed.completed.clone(),
             ..ApplyReport::default()
         };
+
         // An unfinished create is handled as a failed one: looked up, then removed when found.
         // Any other unfinished step may have taken effect, and undoing it only restores the
         // values it started from, so it is undone as if it had completed.
@@ -395,9 +395,11 @@ impl Executor {
             );
             report.failed.push((address.clone(), error));
         }
+
         self.roll_back(plan, &mut report, &replayed.resolved, &outputs, journal)
             .await?;
         report.failed.clear();
+
         let outcome = if report.completed.is_empty() && report.not_rolled_back.is_empty() {
             Outcome::RolledBack
         } else {
@@ -510,7 +512,7 @@ impl Executor {
     }
 }
 
-/// What a journal says about the runs so far.
+/// The state of a plan's runs so far, replayed from its journal.
 #[derive(Debug, Default)]
 struct Replay {
     /// Steps in place, in order of completion.
