@@ -126,7 +126,7 @@ pub struct ApplyArgs {
     pub parallelism: u16,
 
     /// Seconds one step may wait for its object to become usable, e.g. an endpoint `available`
-    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 600, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub wait_timeout: u64,
 
     /// Finish a run of this plan that crashed or was stopped, using its journal

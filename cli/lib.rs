@@ -20,11 +20,25 @@ use crate::render::Palette;
 
 /// Runs the command line and returns the process exit code.
 pub fn run() -> u8 {
-    let cli = Cli::parse();
-    init_logging(cli.global.verbose);
-    let color = !cli.global.no_color
-        && std::env::var_os("NO_COLOR").is_none()
-        && std::io::stdout().is_terminal();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // Help and version go to stdout with 0. A usage error exits with 1, not clap's 2,
+            // which `plan --detailed-exitcode` uses for "changes present".
+            let _ = error.print();
+            return if error.use_stderr() {
+                exit::ERROR
+            } else {
+                exit::OK
+            };
+        }
+    };
+    let color_allowed = !cli.global.no_color && std::env::var_os("NO_COLOR").is_none();
+    let color = color_allowed && std::io::stdout().is_terminal();
+    init_logging(
+        cli.global.verbose,
+        color_allowed && std::io::stderr().is_terminal(),
+    );
     let palette = Palette::new(color);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -49,7 +63,7 @@ pub fn run() -> u8 {
     }
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, color: bool) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -60,6 +74,7 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(color)
         .with_writer(std::io::stderr)
         .try_init();
 }

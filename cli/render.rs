@@ -291,6 +291,10 @@ fn diff_named(
             _ => ("~", &palette.update),
         };
         lines.push(format!("{pad}{} {{", style.apply_to(marker)));
+        // A changed entry names itself, since its unchanged attributes are hidden.
+        if marker == "~" {
+            lines.push(format!("{pad}      name = {entry:?}"));
+        }
         let inner_action = match marker {
             "+" => Action::Create,
             "-" => Action::Delete,

@@ -342,3 +342,99 @@ async fn conflicting_route_fails_and_identical_is_kept() {
     .expect_code(0);
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removed_spoke_is_cleaned_up_and_can_return() {
+    let server = moto();
+    let stack = unique_name("removed");
+    let hub = server.vpc(VpcSpec::new("us-east-1", "10.80.0.0/16", &["use1-az1"]));
+    let spoke = server.vpc(VpcSpec::new("eu-west-1", "10.81.0.0/16", &["euw1-az1"]));
+    let dir = workdir(&stack);
+    let hub_only = hub_with_routes(&stack, &hub);
+    let with_spoke = format!("{hub_only}{}", spoke_table("eu", &spoke));
+    write_config(&dir, &with_spoke);
+    run(server, &dir, &["plan", "--out", "1.plan"]).expect_code(0);
+    run(server, &dir, &["apply", "--auto-approve", "1.plan"]).expect_code(0);
+
+    // Without the spoke, the plan removes the hub's routes and the zone association before
+    // the peering, and warns about the routes in the spoke's own tables.
+    write_config(&dir, &hub_only);
+    let removal = run(server, &dir, &["plan", "--out", "2.plan"]).expect_code(0);
+    let route = format!(
+        "# route.eu.{}.10.81.0.0/16 will be destroyed",
+        hub.route_table_ids[0]
+    );
+    assert!(removal.stdout.contains(&route), "{}", removal.stdout);
+    assert!(
+        removal
+            .stdout
+            .contains("# zone_association.eu will be destroyed"),
+        "{}",
+        removal.stdout
+    );
+    assert!(
+        removal.stdout.contains("# peering.eu will be destroyed"),
+        "{}",
+        removal.stdout
+    );
+    assert!(
+        removal.stderr.contains("are not removed"),
+        "{}",
+        removal.stderr
+    );
+    run(server, &dir, &["apply", "--auto-approve", "2.plan"]).expect_code(0);
+
+    let hub_ec2 = server.ec2("us-east-1").await;
+    let tables = hub_ec2
+        .describe_route_tables()
+        .route_table_ids(&hub.route_table_ids[0])
+        .send()
+        .await
+        .unwrap();
+    let over_peering: Vec<_> = tables.route_tables()[0]
+        .routes()
+        .iter()
+        .filter(|r| r.vpc_peering_connection_id().is_some())
+        .collect();
+    assert!(over_peering.is_empty(), "{over_peering:?}");
+    let route53 = server.route53().await;
+    let zones = route53
+        .list_hosted_zones_by_vpc()
+        .vpc_id(&spoke.vpc_id)
+        .vpc_region("eu-west-1".into())
+        .send()
+        .await
+        .unwrap();
+    let associated: Vec<_> = zones
+        .hosted_zone_summaries()
+        .iter()
+        .filter(|z| z.name() == "deepsecurity.trendmicro.com.")
+        .collect();
+    assert!(
+        associated.is_empty(),
+        "the zone is still associated with the spoke: {associated:?}"
+    );
+    run(
+        server,
+        &dir,
+        &["plan", "--detailed-exitcode", "--out", "3.plan"],
+    )
+    .expect_code(0);
+
+    // Back in the config, the spoke's leftover route over the dead peering is replaced.
+    write_config(&dir, &with_spoke);
+    let back = run(server, &dir, &["plan", "--out", "4.plan"]).expect_code(0);
+    let old = format!(
+        "# route.eu.{}.10.80.0.0/16.old will be destroyed",
+        spoke.route_table_ids[0]
+    );
+    assert!(back.stdout.contains(&old), "{}", back.stdout);
+    run(server, &dir, &["apply", "--auto-approve", "4.plan"]).expect_code(0);
+    let again = run(
+        server,
+        &dir,
+        &["plan", "--detailed-exitcode", "--out", "5.plan"],
+    )
+    .expect_code(0);
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+}

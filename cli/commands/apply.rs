@@ -38,10 +38,17 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
         .help("run `linkplan plan` to see what is left to change, and apply the new plan"));
     }
 
-    print!("{}", render::plan_text(&plan, palette));
     if plan.steps.is_empty() {
+        print!("{}", render::plan_text(&plan, palette));
         return Ok(exit::OK);
     }
+
+    // The plan must run against the endpoint it was made against; that is checked before the
+    // plan is shown for approval.
+    let provider = super::provider(&plan.stack, global).await?;
+    check_endpoint(&args.plan, &plan, provider.as_ref())?;
+
+    print!("{}", render::plan_text(&plan, palette));
     if !args.auto_approve {
         confirm_action(
             "apply",
@@ -49,14 +56,9 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
         )?;
     }
 
-    // The plan must run against the endpoint it was made against.
-    let provider = super::provider(&plan.stack, global).await?;
-    check_endpoint(&args.plan, &plan, provider.as_ref())?;
-
     let holder = Holder::current();
     let _lock = backend.lock(&plan.stack_name, &holder).await.map_err(|e| {
-        CliError::new(e.to_string())
-            .help("wait for that run to finish; if it died on another host, remove its lock with `linkplan unlock`")
+        CliError::new(e.to_string()).help(unlock_help(&args.plan, &plan.stack_name))
     })?;
 
     let mut journal = backend
@@ -139,6 +141,19 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
         Outcome::RolledBack => Ok(exit::ROLLED_BACK),
         Outcome::Failed => Ok(exit::INCOMPLETE),
     }
+}
+
+/// Returns the advice for a locked stack, with the exact `unlock` command for the lock beside
+/// plan file `path`.
+pub fn unlock_help(path: &Path, stack: &str) -> String {
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    format!(
+        "wait for that run to finish; if it died on another host, run `linkplan unlock {stack} --force --backend-dir {}`",
+        folder.join(".linkplan").display()
+    )
 }
 
 /// Rejects `plan` when the provider would call another AWS endpoint than the plan was made

@@ -26,8 +26,7 @@ pub async fn run(
 
     let holder = Holder::current();
     let _lock = backend.lock(&plan.stack_name, &holder).await.map_err(|e| {
-        CliError::new(e.to_string())
-            .help("wait for that run to finish, or remove a dead run's lock with `linkplan unlock`")
+        CliError::new(e.to_string()).help(super::apply::unlock_help(&args.plan, &plan.stack_name))
     })?;
     let mut journal = backend
         .journal(&plan.stack_name, &plan_id)

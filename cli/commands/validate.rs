@@ -11,12 +11,13 @@ pub fn run(args: &ConfigArgs) -> Result<u8, CliError> {
     for warning in loaded.warnings.warnings() {
         eprintln!("{warning}");
     }
+    let spokes = loaded.stack.spokes.len();
     println!(
-        "Config `{}` is valid: stack `{}`, {} endpoint services, {} spokes.",
+        "Config `{}` is valid: stack `{}`, {} endpoint services, {spokes} {}.",
         args.config.display(),
         loaded.stack.name,
         loaded.stack.services.len(),
-        loaded.stack.spokes.len()
+        if spokes == 1 { "spoke" } else { "spokes" }
     );
     Ok(exit::OK)
 }

@@ -44,6 +44,8 @@ fn check_subnets(stack: &Stack, observed: &Observed, findings: &mut Diagnostics)
                 ))
                 .with_help("list only subnets of the hub VPC in `hub.subnet_ids`"),
             );
+            // Its zone says nothing about the hub's subnets, so it is left out of the zone check.
+            continue;
         }
         let zone = subnet.availability_zone_id.as_str();
         if let Some(first) = by_zone.insert(zone, subnet_id) {

@@ -40,7 +40,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, Diagnostics> {
         let summary = format!("failed to read config `{}`: {error}", path.display());
         let help = match error.kind() {
             std::io::ErrorKind::NotFound => {
-                "create it with `linkplan init --vpc VPC_ID`, or name another file with --config"
+                "copy plans/workload-security.toml to linkplan.toml and fill in your ids, or name another file with --config"
             }
             _ => "check the path and its permissions",
         };

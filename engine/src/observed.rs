@@ -314,6 +314,9 @@ impl Observed {
         let peerings: Vec<&PeeringState> = self
             .peerings
             .iter()
+            // A deleted or failed connection stays listed for a while, and changes nothing a
+            // plan does: the planner treats it as absent too.
+            .filter(|p| !p.is_dead())
             .filter(|p| {
                 owned(&p.tags)
                     || vpcs.contains(&p.requester_vpc_id.as_str())

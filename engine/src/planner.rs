@@ -887,6 +887,26 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Reports whether `route` is a leftover of this stack: a blackhole, or a route over a
+    /// peering connection that is dead or carries the stack's tag.
+    fn is_stale_route(&self, route: &crate::observed::RouteState) -> bool {
+        if !route.target.starts_with("pcx-") {
+            return false;
+        }
+        if route.state == "blackhole" {
+            return true;
+        }
+        match self
+            .observed
+            .peerings
+            .iter()
+            .find(|p| p.peering_id == route.target)
+        {
+            None => false,
+            Some(peering) => peering.is_dead() || self.owned_by_stack(&peering.tags),
+        }
+    }
+
     /// Returns the live peering between the hub and `spoke`, ignoring dead ones.
     fn live_peering(&self, spoke: &Spoke) -> Option<&'a PeeringState> {
         let hub = &self.stack.hub.vpc_id;
@@ -1014,6 +1034,41 @@ impl<'a> Planner<'a> {
                     match table.routes.iter().find(|r| r.destination_cidr == destination) {
                         Some(route) if peering.value.as_known() == Some(route.target.as_str()) => {
                             self.unchanged(address);
+                        }
+                        Some(route) if self.is_stale_route(route) => {
+                            // A route over a connection that is gone, or over an earlier
+                            // peering of this stack, is linkplan's own leftover: replace it.
+                            let old = Address(format!("{address}.old"));
+                            self.push(Step {
+                                address: old.clone(),
+                                action: Action::Delete,
+                                context: side_context.clone(),
+                                id: Some(table_id.clone()),
+                                reason: Some(format!("it routes over `{}`, which is gone or was replaced", route.target)),
+                                depends_on: Vec::new(),
+                                before: Some(Resource::Route(Route {
+                                    route_table_id: table_id.clone(),
+                                    destination_cidr: destination.clone(),
+                                    peering_id: Value::known(&route.target),
+                                })),
+                                after: None,
+                            });
+                            let mut depends_on: Vec<Address> = peering.step.iter().cloned().collect();
+                            depends_on.push(old);
+                            self.push(Step {
+                                address,
+                                action: Action::Create,
+                                context: side_context.clone(),
+                                id: None,
+                                reason: None,
+                                depends_on,
+                                before: None,
+                                after: Some(Resource::Route(Route {
+                                    route_table_id: table_id.clone(),
+                                    destination_cidr: destination,
+                                    peering_id: peering.value.clone(),
+                                })),
+                            });
                         }
                         Some(route) => self.error(
                             Diagnostic::error(format!(
@@ -1150,13 +1205,105 @@ impl<'a> Planner<'a> {
             if wanted.contains(&address) {
                 continue;
             }
-            self.push(delete_peering_step(
+            let dependents = self.orphan_spoke_cleanup(&address, peering);
+            let mut step = delete_peering_step(
                 self.hub_context(),
                 &address,
                 peering,
                 "its spoke is no longer in the config",
-            ));
+            );
+            step.depends_on = dependents;
+            self.push(step);
         }
+    }
+
+    /// Plans the removal of what joins the hub to a spoke that left the config: the routes
+    /// over its peering in the hub's route tables, and the zone's association with its VPC.
+    /// Returns their addresses, for the peering's deletion to wait for.
+    ///
+    /// NOTE: the spoke's own route tables are known only from its config, so routes back to
+    /// the hub stay there; the plan warns about them.
+    fn orphan_spoke_cleanup(
+        &mut self,
+        peering_address: &Address,
+        peering: &PeeringState,
+    ) -> Vec<Address> {
+        let spoke = peering_address
+            .as_str()
+            .trim_start_matches("peering.")
+            .to_string();
+        let mut addresses_made = Vec::new();
+        for table_id in &self.stack.hub.route_table_ids {
+            let Some(table) = self.observed.route_table(table_id) else {
+                continue;
+            };
+            for route in table
+                .routes
+                .iter()
+                .filter(|r| r.target == peering.peering_id)
+            {
+                let address = addresses::route(&spoke, table_id, &route.destination_cidr);
+                addresses_made.push(address.clone());
+                self.push(Step {
+                    address,
+                    action: Action::Delete,
+                    context: self.hub_context(),
+                    id: Some(table_id.clone()),
+                    reason: Some(format!("spoke `{spoke}` is no longer in the config")),
+                    depends_on: Vec::new(),
+                    before: Some(Resource::Route(Route {
+                        route_table_id: table_id.clone(),
+                        destination_cidr: route.destination_cidr.clone(),
+                        peering_id: Value::known(&peering.peering_id),
+                    })),
+                    after: None,
+                });
+            }
+        }
+        let zone_address = addresses::zone();
+        let observed = self.observed;
+        let zone = observed
+            .hosted_zones
+            .iter()
+            .find(|z| z.private && self.has_address(&z.tags, &zone_address));
+        if let Some(zone) = zone {
+            if let Some((vpc_id, region)) = zone
+                .vpcs
+                .iter()
+                .find(|(vpc, _)| vpc == &peering.accepter_vpc_id)
+            {
+                let address = addresses::zone_association(&spoke);
+                addresses_made.push(address.clone());
+                // The zone's account may disassociate any VPC from it, so the hub's
+                // credentials do, with the VPC's region.
+                let context = Context {
+                    region: region.clone(),
+                    credentials: self.stack.hub.credentials.clone(),
+                };
+                self.push(Step {
+                    address,
+                    action: Action::Delete,
+                    context,
+                    id: Some(zone.zone_id.clone()),
+                    reason: Some(format!("spoke `{spoke}` is no longer in the config")),
+                    depends_on: Vec::new(),
+                    before: Some(Resource::ZoneAssociation(ZoneAssociation {
+                        zone_id: Value::known(&zone.zone_id),
+                        vpc_id: vpc_id.clone(),
+                        vpc_region: region.clone(),
+                    })),
+                    after: None,
+                });
+            }
+        }
+        self.planned.warnings.push(
+            Diagnostic::warning(format!(
+                "routes to `{}` in the route tables of VPC `{}` (spoke `{spoke}`, no longer in the config) are not removed",
+                peering.peering_id, peering.accepter_vpc_id
+            ))
+            .with_help("delete them by hand once the peering is gone: they point at nothing"),
+        );
+        addresses_made
     }
 
     /// Plans the removal of everything the stack owns, each object after what depends on it.
@@ -1301,6 +1448,9 @@ impl<'a> Planner<'a> {
                         }
                     }
                 }
+            }
+            if spoke.is_none() {
+                route_steps.extend(self.orphan_spoke_cleanup(&address, peering));
             }
             let mut step = delete_peering_step(hub.clone(), &address, peering, "");
             step.reason = None;
