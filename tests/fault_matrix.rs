@@ -278,7 +278,7 @@ async fn failure_at_every_mutation_rolls_back() {
 /// Starts an apply of `setup` through `proxy` that stalls after mutation `n` reaches moto,
 /// waits for the stall, and kills the process with SIGKILL.
 fn kill_after_mutation(proxy: &FaultProxy, setup: &Setup, n: u32) {
-    let mut child = apply_stalled_at(proxy, setup, n, "20");
+    let mut child = apply_stalled_at(proxy, setup, n, &[]);
     child.kill().expect("SIGKILL is sent");
     child.wait().unwrap();
     proxy.clear_faults();
@@ -422,28 +422,22 @@ fn interrupt(pid: u32) {
     assert!(status.success(), "kill -INT {pid} failed");
 }
 
-/// Starts an apply of `setup` that stalls after mutation `n`, waits for the stall, and returns
-/// the running child. Each AWS call gives up after `read_timeout` seconds and one attempt.
+/// Starts an apply of `setup` with the extra flags `flags` that stalls after mutation `n`,
+/// waits for the stall, and returns the running child.
 fn apply_stalled_at(
     proxy: &FaultProxy,
     setup: &Setup,
     n: u32,
-    read_timeout: &str,
+    flags: &[&str],
 ) -> std::process::Child {
     proxy.clear_faults();
     proxy.reset_counts();
     proxy.stall_nth_mutating_after_forward(n);
     let mut child = linkplan_via(proxy, &setup.dir)
-        .args([
-            "apply",
-            "--auto-approve",
-            "--read-timeout",
-            read_timeout,
-            "--max-attempts",
-            "1",
-            "p.plan",
-        ])
-        .stdout(Stdio::piped())
+        .args(["apply", "--auto-approve"])
+        .args(flags)
+        .arg("p.plan")
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("linkplan starts");
@@ -457,10 +451,11 @@ fn apply_stalled_at(
             Instant::now() < deadline,
             "mutation {n} never reached the proxy"
         );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the apply ended before mutation {n}"
-        );
+        if child.try_wait().unwrap().is_some() {
+            let mut stderr = String::new();
+            let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr);
+            panic!("the apply ended before mutation {n}:\n{stderr}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     child
@@ -473,7 +468,12 @@ async fn interrupt_rolls_back_and_second_exits() {
     // One Ctrl-C: the step in flight ends (its call times out), then everything is undone.
     let setup = Setup::new("interrupt", 202);
     setup.plan(&proxy);
-    let child = apply_stalled_at(&proxy, &setup, 4, "3");
+    let child = apply_stalled_at(
+        &proxy,
+        &setup,
+        4,
+        &["--read-timeout", "3", "--max-attempts", "1"],
+    );
     interrupt(child.id());
     let run = Run::from(child.wait_with_output().unwrap());
     proxy.clear_faults();
@@ -498,7 +498,7 @@ async fn interrupt_rolls_back_and_second_exits() {
     // A second Ctrl-C exits at once and keeps the journal for --resume.
     let setup = Setup::new("interrupt-twice", 203);
     setup.plan(&proxy);
-    let child = apply_stalled_at(&proxy, &setup, 4, "20");
+    let child = apply_stalled_at(&proxy, &setup, 4, &[]);
     interrupt(child.id());
     std::thread::sleep(Duration::from_millis(300));
     interrupt(child.id());
