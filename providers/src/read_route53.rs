@@ -72,14 +72,23 @@ pub async fn read_zones(
     add_tags(&mut zones, &readers).await?;
 
     let mut records = BTreeMap::new();
+    let mut vanished = Vec::new();
     for (id, zone) in &zones {
         if !zone.private {
             continue;
         }
         match readers.get(id) {
-            Some(reader) => {
-                records.insert(id.clone(), list_records(reader, id).await?);
-            }
+            Some(reader) => match list_records(reader, id).await {
+                Ok(read) => {
+                    records.insert(id.clone(), read);
+                }
+                // Another account user deleted the zone after it was listed: it is absent.
+                Err(error) if error.kind == ErrorKind::NotFound => {
+                    tracing::info!(zone = %id, "hosted zone deleted while being read, left out");
+                    vanished.push(id.clone());
+                }
+                Err(error) => return Err(error),
+            },
             // NOTE: such a zone is in `hosted_zones` without an entry in `records`.
             None => tracing::warn!(
                 zone = %id,
@@ -87,6 +96,9 @@ pub async fn read_zones(
                  whose credentials the stack does not have, so its records were not read"
             ),
         }
+    }
+    for id in vanished {
+        zones.remove(&id);
     }
     Ok(ZonesRead {
         hosted_zones: zones.into_values().collect(),
@@ -265,7 +277,42 @@ async fn add_tags(
                 .list_tags_for_resources()
                 .resource_type(TagResourceType::Hostedzone)
                 .set_resource_ids(Some(batch.to_vec()));
-            let answer = send!(reader.site, "ListTagsForResources", request)?;
+            let answer = match send!(reader.site, "ListTagsForResources", request) {
+                Ok(answer) => answer,
+                // A zone of the batch was deleted after it was listed. The zones still there
+                // are read one by one, and the vanished ones are left out.
+                Err(error) if error.kind == ErrorKind::NotFound && batch.len() > 1 => {
+                    for id in batch {
+                        let single = reader
+                            .client
+                            .list_tags_for_resources()
+                            .resource_type(TagResourceType::Hostedzone)
+                            .resource_ids(id.clone());
+                        match send!(reader.site, "ListTagsForResources", single) {
+                            Ok(answer) => {
+                                for set in answer.resource_tag_sets() {
+                                    if let Some(zone) = zones.get_mut(id) {
+                                        zone.tags = route53_tags(set.tags());
+                                    }
+                                }
+                            }
+                            Err(error) if error.kind == ErrorKind::NotFound => {
+                                tracing::info!(zone = %id, "hosted zone deleted while being read, left out");
+                                zones.remove(id);
+                            }
+                            Err(error) => return Err(error),
+                        }
+                    }
+                    continue;
+                }
+                Err(error) if error.kind == ErrorKind::NotFound => {
+                    for id in batch {
+                        zones.remove(id);
+                    }
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             for set in answer.resource_tag_sets() {
                 let Some(id) = set.resource_id().map(zone_id) else {
                     continue;
