@@ -12,6 +12,11 @@ use aws_sdk_ec2::types::{Filter, VpcAttributeName};
 use common::{Run, hub_config, linkplan_via, run_via, workdir, write_config};
 use linkplan_testkit::{FaultProxy, InjectedError, LocalVpc, Outcome, VpcSpec, moto, unique_name};
 
+/// Serializes the tests of this file. Each drives a long run of applies against the shared
+/// moto server, and running them one at a time keeps timing-sensitive steps (a stall, a kill,
+/// a lock) clear of the load the others put on the server.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// One stack: a hub in us-east-1 and a spoke in eu-west-1, both with DNS hostnames off.
 struct Setup {
     stack: String,
@@ -242,6 +247,7 @@ fn describe(run: &Run) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failure_at_every_mutation_rolls_back() {
+    let _serial = SERIAL.lock().await;
     let proxy = FaultProxy::start(&moto().endpoint);
     let total = mutations_of_clean_apply(&proxy).await;
 
@@ -286,6 +292,7 @@ fn kill_after_mutation(proxy: &FaultProxy, setup: &Setup, n: u32) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_at_every_mutation_then_resume_or_rollback() {
+    let _serial = SERIAL.lock().await;
     let proxy = FaultProxy::start(&moto().endpoint);
     let total = mutations_of_clean_apply(&proxy).await;
 
@@ -354,6 +361,7 @@ async fn kill_at_every_mutation_then_resume_or_rollback() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn throttled_third_of_calls_still_applies() {
+    let _serial = SERIAL.lock().await;
     let proxy = FaultProxy::start(&moto().endpoint);
     let setup = Setup::new("throttled", 200);
     setup.plan(&proxy);
@@ -379,6 +387,7 @@ async fn throttled_third_of_calls_still_applies() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_cap_exceeded_rolls_back_naming_code() {
+    let _serial = SERIAL.lock().await;
     let proxy = FaultProxy::start(&moto().endpoint);
     let setup = Setup::new("capped", 201);
     setup.plan(&proxy);
@@ -463,6 +472,7 @@ fn apply_stalled_at(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn interrupt_rolls_back_and_second_exits() {
+    let _serial = SERIAL.lock().await;
     let proxy = FaultProxy::start(&moto().endpoint);
 
     // One Ctrl-C: the step in flight ends (its call times out), then everything is undone.
@@ -526,6 +536,7 @@ async fn interrupt_rolls_back_and_second_exits() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_applies_run_one_at_a_time() {
+    let _serial = SERIAL.lock().await;
     let proxy = FaultProxy::start(&moto().endpoint);
     let setup = Setup::new("concurrent", 204);
     setup.plan(&proxy);
