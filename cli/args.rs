@@ -94,7 +94,7 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
 
-    /// Where to write the plan file [default: plans/<stack name>.plan]
+    /// Path of the plan file to write [default: plans/<stack name>.plan]
     #[arg(long, short, value_name = "FILE")]
     pub out: Option<PathBuf>,
 
@@ -155,7 +155,7 @@ pub struct UnlockArgs {
     #[arg(value_name = "STACK")]
     pub stack: String,
 
-    /// Remove the lock whoever holds it; without it, the holder is only shown
+    /// Remove the lock, whatever process has it; without this flag the holder is only shown
     #[arg(long)]
     pub force: bool,
 

@@ -8,7 +8,7 @@ pub const ERROR: u8 = 1;
 pub const CHANGES: u8 = 2;
 /// An apply failed and every completed step was rolled back: the stack is as before.
 pub const ROLLED_BACK: u8 = 3;
-/// An apply failed and some steps are still in place: the journal says which.
+/// An apply failed and some steps are still in place. The journal lists which.
 pub const INCOMPLETE: u8 = 4;
 /// Interrupted with a second Ctrl-C, leaving the journal for `--resume` or `rollback`.
 pub const INTERRUPTED: u8 = 130;

@@ -1,4 +1,4 @@
-//! Config errors: each names the key, the file, the line and column, says what is expected,
+//! Config errors: each names the key, the file, the line and column, states what is expected,
 //! and leaves no plan file behind. These runs stop before any AWS call.
 
 mod common;

@@ -86,7 +86,7 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
     }
     if unfinished {
         // The earlier run changed the live state, so the plan's fingerprints no longer match.
-        // The journal says what was done, and each unfinished step is reconciled by its tags.
+        // The journal records what was done, and each unfinished step runs again with its token.
         eprintln!("Resuming the run recorded in {}", journal.location());
     } else {
         check_current(&args.plan, &plan, provider.as_ref()).await?;

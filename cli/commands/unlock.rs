@@ -1,7 +1,7 @@
 //! `linkplan unlock`: removes a stack's lock left by an apply that died on another host.
 //!
-//! A lock held by a dead process on the same host is taken over by the next apply anyway; this
-//! command is for the other cases, after checking that the holder is really gone.
+//! The next apply takes over a lock held by a dead process on the same host. This command is
+//! for the other cases, after checking that the holder is really gone.
 
 use linkplan_engine::journal::LocalBackend;
 

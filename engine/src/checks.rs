@@ -44,7 +44,7 @@ fn check_subnets(stack: &Stack, observed: &Observed, findings: &mut Diagnostics)
                 ))
                 .with_help("list only subnets of the hub VPC in `hub.subnet_ids`"),
             );
-            // Its zone says nothing about the hub's subnets, so it is left out of the zone check.
+            // Its zone is unrelated to the hub's subnets, so it is left out of the zone check.
             continue;
         }
         let zone = subnet.availability_zone_id.as_str();

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// How bad a finding is: errors stop a plan, warnings are printed and the plan goes on.
+/// The severity of a finding. Errors stop a plan, and warnings are printed while it goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -50,7 +50,7 @@ pub struct Diagnostic {
     pub summary: String,
     /// Longer explanation, when the summary alone does not say why.
     pub detail: Option<String>,
-    /// What the user should do, shown as a `help:` line.
+    /// The action the user should take, shown as a `help:` line.
     pub help: Option<String>,
     pub location: Option<SourceLocation>,
 }

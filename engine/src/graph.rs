@@ -13,7 +13,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use crate::resource::Address;
 use crate::step::Step;
 
-/// Why a set of steps cannot be ordered.
+/// An error that keeps a set of steps from being ordered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GraphError {
     /// A cycle, each address depending on the next and the last on the first.

@@ -58,7 +58,7 @@ pub enum Entry {
     },
 }
 
-/// How a run ended.
+/// The end state of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -70,7 +70,7 @@ pub enum Outcome {
     Failed,
 }
 
-/// Who runs or ran an apply: enough to find the process.
+/// The process that runs or ran an apply, with enough detail to find it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
     pub host: String,
@@ -124,7 +124,7 @@ fn humantime_now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-/// Why the backend could not do what was asked.
+/// An error of the backend.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("stack `{stack}` is locked by {holder}")]
@@ -167,7 +167,7 @@ pub trait Backend: Send + Sync {
     /// Takes the stack's lock.
     ///
     /// # Errors
-    /// [`BackendError::Locked`], naming the holder, when another run holds it.
+    /// [`BackendError::Locked`], naming the holder, when another run has it.
     async fn lock(&self, stack: &str, holder: &Holder) -> Result<Box<dyn LockGuard>, BackendError>;
 
     /// Opens the journal of plan `plan_id`, creating it when new.
@@ -211,7 +211,7 @@ impl LocalBackend {
         Ok(dir)
     }
 
-    /// Removes the stack's lock whoever holds it, returning the holder it had.
+    /// Removes the stack's lock, whatever process has it, and returns its holder.
     ///
     /// # Errors
     /// The lock file cannot be read or removed.
@@ -358,8 +358,8 @@ impl Backend for LocalBackend {
                     pid: 0,
                     since: "unknown".to_string(),
                 });
-                // A holder on this host whose process is gone died without releasing the lock,
-                // for example when it was killed; nothing else can still be using the stack.
+                // A holder on this host whose process is gone died without releasing the lock, for
+                // example because it was killed. So nothing else can still be using the stack.
                 if holder.is_dead_here() {
                     tracing::warn!(stack, %holder, "taking over the lock of a process that is gone");
                     std::fs::remove_file(&path).map_err(|e| io("remove", e))?;

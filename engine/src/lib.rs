@@ -1,7 +1,7 @@
 //! The engine of linkplan: config, resource graph, diff, plan file and apply executor.
 //!
-//! It knows resources, addresses, graphs, plans and journals, and reaches AWS only through the
-//! [`provider::Provider`] trait; it knows nothing of the AWS SDK or of terminals.
+//! It models resources, addresses, graphs, plans and journals, and reaches AWS only through the
+//! [`provider::Provider`] trait. It depends on neither the AWS SDK nor a terminal.
 //!
 //! # How a plan is made
 //! 1. [`config::load`] parses `linkplan.toml` and checks it offline into a [`stack::Stack`].

@@ -27,7 +27,7 @@ pub struct Observed {
     pub zone_ids: BTreeMap<String, BTreeMap<String, String>>,
     /// Endpoint services named in the config, by service name.
     pub services: BTreeMap<String, ServiceLookup>,
-    /// Every interface endpoint in the hub VPC, whoever made it, sorted by id. Endpoints that
+    /// Every interface endpoint in the hub VPC, by any creator, sorted by id. Endpoints that
     /// read `deleting` or `deleted` are kept here, and the planner treats them as absent.
     pub endpoints: Vec<EndpointState>,
     /// Groups named in the config, and groups tagged with the stack, sorted by id.
@@ -75,7 +75,7 @@ pub struct SubnetState {
     pub cidr: String,
 }
 
-/// The answer to DescribeVpcEndpointServices for one name.
+/// The result of DescribeVpcEndpointServices for one name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum ServiceLookup {

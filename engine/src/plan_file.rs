@@ -1,7 +1,7 @@
 //! The plan file: a reviewed plan as deterministic TOML, with a digest over its body.
 //!
 //! The same config and live state give a byte-identical file: steps in execution order, maps
-//! sorted, no timestamps. The last table, `[integrity]`, holds the SHA-256 of every byte above
+//! sorted, no timestamps. The last table, `[integrity]`, contains the SHA-256 of every byte above
 //! it, so a file edited by hand is refused. `format_version` is checked before anything else is
 //! read, so a file from another version is refused by name rather than misread.
 
@@ -109,7 +109,7 @@ impl Plan {
     }
 }
 
-/// Why a plan file cannot be used.
+/// An error that makes a plan file unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanFileError {
     #[error("failed to read plan file `{path}`: {source}")]

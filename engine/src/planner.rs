@@ -71,7 +71,7 @@ pub fn plan(stack: &Stack, observed: &Observed, mode: Mode) -> Result<Planned, D
     Ok(planned)
 }
 
-/// The name of the security group linkplan creates for a stack's endpoints.
+/// Returns the name of the security group linkplan creates for a stack's endpoints.
 pub fn security_group_name(stack: &str) -> String {
     format!("linkplan-{stack}-endpoints")
 }
@@ -182,6 +182,15 @@ impl<'a> Planner<'a> {
 
     fn owned_by_stack(&self, tags: &resource::Tags) -> bool {
         tags.get(TAG_STACK).is_some_and(|s| *s == self.stack.name)
+    }
+
+    /// Returns the address an object of this stack carries in its tags, or `None` for an
+    /// object of another stack or of no stack.
+    fn stack_address(&self, tags: &resource::Tags) -> Option<Address> {
+        if !self.owned_by_stack(tags) {
+            return None;
+        }
+        tags.get(TAG_ADDRESS).map(|a| Address(a.clone()))
     }
 
     fn has_address(&self, tags: &resource::Tags, address: &Address) -> bool {
@@ -358,7 +367,7 @@ impl<'a> Planner<'a> {
             });
         }
 
-        // Rules on the managed group that the config no longer asks for are removed, so the
+        // Rules on the managed group that the config no longer lists are removed, so the
         // group never allows more than the listed clients.
         let Some(observed) = observed else { return };
         for permission in &observed.ingress {
@@ -620,10 +629,10 @@ impl<'a> Planner<'a> {
             .map(|s| addresses::endpoint(&s.host))
             .collect();
         for endpoint in &self.observed.endpoints {
-            if endpoint.is_gone() || !self.owned_by_stack(&endpoint.tags) {
+            if endpoint.is_gone() {
                 continue;
             }
-            let Some(address) = endpoint.tags.get(TAG_ADDRESS).map(|a| Address(a.clone())) else {
+            let Some(address) = self.stack_address(&endpoint.tags) else {
                 continue;
             };
             if wanted.contains(&address) || !address.as_str().starts_with("endpoint.") {
@@ -1196,10 +1205,10 @@ impl<'a> Planner<'a> {
             .map(|s| addresses::peering(&s.name))
             .collect();
         for peering in &self.observed.peerings {
-            if peering.is_dead() || !self.owned_by_stack(&peering.tags) {
+            if peering.is_dead() {
                 continue;
             }
-            let Some(address) = peering.tags.get(TAG_ADDRESS).map(|a| Address(a.clone())) else {
+            let Some(address) = self.stack_address(&peering.tags) else {
                 continue;
             };
             if wanted.contains(&address) {
@@ -1402,10 +1411,10 @@ impl<'a> Planner<'a> {
         }
 
         for peering in &self.observed.peerings {
-            if peering.is_dead() || !self.owned_by_stack(&peering.tags) {
+            if peering.is_dead() {
                 continue;
             }
-            let Some(address) = peering.tags.get(TAG_ADDRESS).map(|a| Address(a.clone())) else {
+            let Some(address) = self.stack_address(&peering.tags) else {
                 continue;
             };
             let spoke = address
@@ -1460,10 +1469,10 @@ impl<'a> Planner<'a> {
 
         let mut group_dependents = Vec::new();
         for endpoint in &self.observed.endpoints {
-            if endpoint.is_gone() || !self.owned_by_stack(&endpoint.tags) {
+            if endpoint.is_gone() {
                 continue;
             }
-            let Some(address) = endpoint.tags.get(TAG_ADDRESS).map(|a| Address(a.clone())) else {
+            let Some(address) = self.stack_address(&endpoint.tags) else {
                 continue;
             };
             let mut step = delete_endpoint_step(hub.clone(), &address, endpoint, "");

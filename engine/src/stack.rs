@@ -20,7 +20,7 @@ pub struct Stack {
     pub spokes: Vec<Spoke>,
 }
 
-/// The VPC that holds the interface endpoints.
+/// The VPC that contains the interface endpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hub {
     pub region: String,
@@ -48,7 +48,7 @@ impl Hub {
     }
 }
 
-/// What `plan` does with a hub subnet in a zone that an endpoint service does not offer.
+/// The handling of a hub subnet in a zone that an endpoint service does not offer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SubnetPolicy {
@@ -104,7 +104,7 @@ pub struct Spoke {
     pub credentials: Credentials,
 }
 
-/// Where the credentials of one side come from. Both empty means the standard AWS chain.
+/// The credential source of one side. Both empty means the standard AWS chain.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Credentials {
     #[serde(default, skip_serializing_if = "Option::is_none")]

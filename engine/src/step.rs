@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::resource::{Address, Resource};
 use crate::stack::Context;
 
-/// What a step does to its object.
+/// The change a step makes to its object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -82,7 +82,7 @@ pub struct Step {
     /// The AWS id of the existing object the step changes, deletes or adopts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// Why the step is needed when the diff alone does not show it, such as drift.
+    /// The reason for the step when the diff alone does not show it, such as drift.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Steps that must finish first, sorted.

@@ -82,7 +82,9 @@ pub async fn read_zones(
                 Ok(read) => {
                     records.insert(id.clone(), read);
                 }
-                // Another account user deleted the zone after it was listed: it is absent.
+                // The zone was deleted after it was listed, so it is absent.
+                // NOTE: no test makes a zone vanish mid-read; this path was seen only in a
+                // full suite run, where other tests delete their zones concurrently.
                 Err(error) if error.kind == ErrorKind::NotFound => {
                     tracing::info!(zone = %id, "hosted zone deleted while being read, left out");
                     vanished.push(id.clone());
