@@ -10,5 +10,7 @@ pub const CHANGES: u8 = 2;
 pub const ROLLED_BACK: u8 = 3;
 /// An apply failed and some steps are still in place. The journal lists which.
 pub const INCOMPLETE: u8 = 4;
+/// `verify` found a name that does not resolve to the private addresses of its endpoint.
+pub const VERIFY_FAILED: u8 = 5;
 /// Interrupted with a second Ctrl-C, leaving the journal for `--resume` or `rollback`.
 pub const INTERRUPTED: u8 = 130;

@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::observed::Observed;
-use crate::stack::Stack;
+use crate::stack::{Context, Stack};
 use crate::step::Step;
+use crate::verify::NetworkInterfaceState;
 
 /// Outputs of a finished step, such as `id` and `dns_name`, for the steps that refer to it.
 pub type Outputs = BTreeMap<String, String>;
@@ -72,8 +73,53 @@ pub trait Provider: Send + Sync {
         request: &StepRequest<'_>,
     ) -> Result<Option<Outputs>, ProviderError>;
 
+    /// Reads the network interfaces `ids` in the region of `context`, for `verify`. Interfaces
+    /// EC2 does not list are left out of the result. It changes nothing.
+    async fn read_network_interfaces(
+        &self,
+        context: &Context,
+        ids: &[String],
+    ) -> Result<Vec<NetworkInterfaceState>, ProviderError>;
+
     /// Returns the API endpoint override in use, if any, recorded in plan files.
     fn endpoint_url(&self) -> Option<String>;
+
+    /// Returns the API calls made since the provider was built. The default, for providers
+    /// that make no remote calls, is empty.
+    fn call_counts(&self) -> CallCounts {
+        CallCounts::default()
+    }
+}
+
+/// The calls of one operation, or of one step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallCount {
+    /// Calls made, each counted once however many attempts it took.
+    pub calls: u64,
+    /// Attempts after the first of a call, not included in `calls`.
+    pub retries: u64,
+}
+
+/// The API calls a provider made, by service and operation, and by the step that made them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallCounts {
+    /// Keyed by service (`ec2`, `route53`, `sts`) and operation (`DescribeVpcs`).
+    pub operations: BTreeMap<(String, String), CallCount>,
+    /// Keyed by step address. Calls made outside a step, such as the reads of a plan, are
+    /// only in `operations`.
+    pub steps: BTreeMap<String, CallCount>,
+}
+
+impl CallCounts {
+    /// Returns the sum over every operation.
+    pub fn total(&self) -> CallCount {
+        let mut total = CallCount::default();
+        for count in self.operations.values() {
+            total.calls += count.calls;
+            total.retries += count.retries;
+        }
+        total
+    }
 }
 
 /// What went wrong with a provider call, as far as retrying and reporting need to know.

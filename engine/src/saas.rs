@@ -15,6 +15,11 @@ pub struct Saas {
     pub services: &'static [(&'static str, &'static str)],
     /// TCP port the agents and consoles connect to.
     pub port: u16,
+    /// Other hosts under `zone_name` that clients are known to use, with what they serve.
+    /// The private zone answers NXDOMAIN for them inside every VPC it is associated with.
+    pub other_hosts: &'static [(&'static str, &'static str)],
+    /// Whether `other_hosts` is the provider's complete list, or only the hosts known so far.
+    pub other_hosts_complete: bool,
 }
 
 /// Workload Security (Deep Security as a service), as published for us-east-1.
@@ -40,4 +45,13 @@ pub const WORKLOAD_SECURITY: Saas = Saas {
         ),
     ],
     port: 443,
+    // NOTE: no complete list of the hosts under deepsecurity.trendmicro.com was found in Trend
+    // Micro's public documentation. These two are hosts under the domain that public links of
+    // Trend Micro point to (help.deepsecurity.trendmicro.com/..., and
+    // automation.deepsecurity.trendmicro.com/... for the API guides). Agents may need others.
+    other_hosts: &[
+        ("help", "the Deep Security Help Center"),
+        ("automation", "the Deep Security API guides"),
+    ],
+    other_hosts_complete: false,
 };

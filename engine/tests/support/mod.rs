@@ -22,8 +22,9 @@ use linkplan_engine::plan_file::{FORMAT_VERSION, Plan, PlanAccount, Summary};
 use linkplan_engine::planner::{self, Mode};
 use linkplan_engine::provider::{ErrorKind, Outputs, Provider, ProviderError, StepRequest};
 use linkplan_engine::resource::{Address, Resource, TAG_ADDRESS, TAG_STACK, Tags, outputs};
-use linkplan_engine::stack::Stack;
+use linkplan_engine::stack::{Context, Stack};
 use linkplan_engine::step::{Action, Step};
+use linkplan_engine::verify::NetworkInterfaceState;
 use tokio::sync::watch;
 
 /// The hub's account in every fixture.
@@ -207,6 +208,7 @@ pub fn private_zone(
         zone_id: zone_id.to_string(),
         name: name.to_string(),
         private: true,
+        comment: String::new(),
         tags,
         vpcs: vpcs
             .iter()
@@ -318,6 +320,7 @@ pub fn plan_for(stack: &Stack, observed: &Observed, mode: Mode) -> Plan {
         mode,
         config_digest: "sha256:0000".to_string(),
         endpoint_url: None,
+        after_plan: None,
         accounts,
         summary: Summary::of(&steps, unchanged.len()),
         unchanged,
@@ -327,9 +330,10 @@ pub fn plan_for(stack: &Stack, observed: &Observed, mode: Mode) -> Plan {
             .iter()
             .map(|w| w.summary.clone())
             .collect(),
+        drift: planned.drift,
         stack: stack.clone(),
         steps,
-        observed: observed.fingerprints(stack),
+        observed: observed.snapshot(stack),
     }
 }
 
@@ -423,6 +427,7 @@ struct CloudState {
     without_dns: BTreeSet<Address>,
     cancel_on_start: Option<(Address, watch::Sender<bool>)>,
     journal: Option<PathBuf>,
+    network_interfaces: BTreeMap<String, NetworkInterfaceState>,
 }
 
 /// An in-memory provider.
@@ -457,6 +462,17 @@ impl FakeCloud {
         self.state
             .lock()
             .expect("the fake's state is never poisoned")
+    }
+
+    /// Adds network interface `id` with `addresses`, for `read_network_interfaces`.
+    pub fn add_network_interface(&self, id: &str, addresses: &[std::net::Ipv4Addr]) {
+        let interface = NetworkInterfaceState {
+            interface_id: id.to_string(),
+            private_ipv4: addresses.to_vec(),
+        };
+        self.state()
+            .network_interfaces
+            .insert(id.to_string(), interface);
     }
 
     /// Makes the `n`th `apply` call, counting from 1, fail with `error` before making anything.
@@ -787,6 +803,16 @@ impl Provider for FakeCloud {
             .get(&request.step.address)
             .filter(|o| o.token == request.token);
         Ok(found.map(|o| o.outputs.clone()))
+    }
+
+    async fn read_network_interfaces(
+        &self,
+        _context: &Context,
+        ids: &[String],
+    ) -> Result<Vec<NetworkInterfaceState>, ProviderError> {
+        let state = self.state();
+        let found = ids.iter().filter_map(|id| state.network_interfaces.get(id));
+        Ok(found.cloned().collect())
     }
 
     fn endpoint_url(&self) -> Option<String> {
