@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use linkplan_engine::apply::{ApplyOptions, Executor};
-use linkplan_engine::journal::{Backend, Entry, Holder, LocalBackend};
+use linkplan_engine::journal::{Entry, Holder};
 use linkplan_engine::plan_file;
 
 use crate::args::{GlobalArgs, RollbackArgs};
@@ -21,12 +21,12 @@ pub async fn run(
     let plan =
         plan_file::read(&args.plan).map_err(|e| CliError::new(e.to_string()).help(e.help()))?;
     let plan_id = plan.id();
-    let backend = LocalBackend::beside(&args.plan);
-    let backend_error = |e: linkplan_engine::journal::BackendError| CliError::new(e.to_string());
+    let backend = crate::backend::for_plan(&plan, &args.plan, global).await?;
+    let backend_error = crate::backend::backend_error;
 
     let holder = Holder::current();
     let _lock = backend.lock(&plan.stack_name, &holder).await.map_err(|e| {
-        CliError::new(e.to_string()).help(super::apply::unlock_help(&args.plan, &plan.stack_name))
+        CliError::new(e.to_string()).help(crate::backend::unlock_help(&args.plan, &plan))
     })?;
     let mut journal = backend
         .journal(&plan.stack_name, &plan_id)
@@ -92,7 +92,7 @@ pub async fn run(
         Ok(exit::OK)
     } else {
         let list: Vec<String> = report.completed.iter().map(ToString::to_string).collect();
-        eprintln!("Still in place: {}", list.join(", "));
+        eprintln!("Completed and not rolled back: {}", list.join(", "));
         Ok(exit::INCOMPLETE)
     }
 }

@@ -16,10 +16,20 @@ use toml::Spanned;
 
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceLocation};
 use crate::saas::{Saas, WORKLOAD_SECURITY};
-use crate::stack::{Credentials, Hub, Service, Spoke, Stack, SubnetPolicy, Zone};
+use crate::stack::{
+    BackendConfig, Credentials, DEFAULT_ENDPOINT_QUOTA, Hub, S3BackendConfig, Service, Spoke,
+    Stack, SubnetPolicy, Zone,
+};
 
 /// The config file name `plan` and `validate` read by default.
 pub const DEFAULT_CONFIG_FILE: &str = "linkplan.toml";
+
+/// The key prefix of an S3 backend without `backend.prefix`.
+pub const DEFAULT_BACKEND_PREFIX: &str = "linkplan/";
+
+/// The longest `backend.prefix` accepted. S3 keys may have 1,024 bytes, and the longest key the
+/// backend adds after the prefix (a 64-character stack name and a journal entry) is far shorter.
+const MAX_BACKEND_PREFIX_LEN: usize = 512;
 
 /// A config that passed offline validation, with the text it came from.
 #[derive(Debug, Clone)]
@@ -118,6 +128,25 @@ struct RawConfig {
     zone: Option<RawZone>,
     #[serde(default)]
     spoke: Vec<Spanned<RawSpoke>>,
+    #[serde(default)]
+    backend: Option<Spanned<RawBackend>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    #[serde(default)]
+    bucket: Option<Spanned<String>>,
+    #[serde(default)]
+    prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    region: Option<Spanned<String>>,
+    #[serde(default)]
+    profile: Option<Spanned<String>>,
+    #[serde(default)]
+    role_arn: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +163,8 @@ struct RawHub {
     route_table_ids: Vec<Spanned<String>>,
     #[serde(default)]
     subnet_policy: Option<Spanned<String>>,
+    #[serde(default)]
+    endpoint_quota: Option<Spanned<i64>>,
     #[serde(default)]
     profile: Option<Spanned<String>>,
     #[serde(default)]
@@ -235,12 +266,108 @@ impl Validator<'_> {
         let services = self.services(raw.services, &hub.region, saas);
         let zone = self.zone(raw.zone, saas);
         let spokes = self.spokes(raw.spoke, &hub);
+        let backend = raw
+            .backend
+            .map_or(BackendConfig::Local, |backend| self.backend(backend));
         Stack {
             name,
             hub,
             services,
             zone,
             spokes,
+            backend,
+        }
+    }
+
+    fn backend(&mut self, raw: Spanned<RawBackend>) -> BackendConfig {
+        let table_span = raw.span();
+        let raw = raw.into_inner();
+        match raw.kind.get_ref().as_str() {
+            "local" => {
+                let s3_keys = [
+                    ("bucket", &raw.bucket),
+                    ("prefix", &raw.prefix),
+                    ("region", &raw.region),
+                    ("profile", &raw.profile),
+                    ("role_arn", &raw.role_arn),
+                ];
+                for (key, value) in s3_keys {
+                    if let Some(value) = value {
+                        self.error(
+                            value.span(),
+                            format!("`backend.{key}` is set, but `backend.type` is \"local\""),
+                            "set `type = \"s3\"` to keep the state in S3, or remove the key",
+                        );
+                    }
+                }
+                BackendConfig::Local
+            }
+            "s3" => BackendConfig::S3(self.s3_backend(raw, table_span)),
+            other => {
+                self.error(
+                    raw.kind.span(),
+                    format!("invalid `backend.type` `{other}`"),
+                    "use \"local\" (the default) or \"s3\"",
+                );
+                BackendConfig::Local
+            }
+        }
+    }
+
+    fn s3_backend(&mut self, raw: RawBackend, table_span: Range<usize>) -> S3BackendConfig {
+        let bucket = match &raw.bucket {
+            Some(bucket) => {
+                if !is_bucket_name(bucket.get_ref()) {
+                    self.error(
+                        bucket.span(),
+                        format!("invalid `backend.bucket` `{}`", bucket.get_ref()),
+                        "use an S3 bucket name: 3 to 63 lowercase letters, digits, hyphens and \
+                         dots, starting and ending with a letter or digit",
+                    );
+                }
+                bucket.get_ref().clone()
+            }
+            None => {
+                self.error(
+                    table_span.clone(),
+                    "`backend.bucket` is missing for `type = \"s3\"`".to_string(),
+                    "name the bucket that keeps the lock and the journals, such as \
+                     `bucket = \"acme-linkplan-state\"`",
+                );
+                String::new()
+            }
+        };
+        let region = match &raw.region {
+            Some(region) => self.region(region),
+            None => {
+                self.error(
+                    table_span,
+                    "`backend.region` is missing for `type = \"s3\"`".to_string(),
+                    "set the bucket's region, such as `region = \"us-east-1\"`",
+                );
+                String::new()
+            }
+        };
+        let prefix = match &raw.prefix {
+            Some(prefix) => {
+                if !is_key_prefix(prefix.get_ref()) {
+                    self.error(
+                        prefix.span(),
+                        format!("invalid `backend.prefix` `{}`", prefix.get_ref()),
+                        "use segments of letters, digits and `-_.!*'()` that each end with `/`, \
+                         such as \"linkplan/\", or \"\" for none",
+                    );
+                }
+                prefix.get_ref().clone()
+            }
+            None => DEFAULT_BACKEND_PREFIX.to_string(),
+        };
+        let credentials = self.credentials(raw.profile, raw.role_arn, "the backend");
+        S3BackendConfig {
+            bucket,
+            prefix,
+            region,
+            credentials,
         }
     }
 
@@ -320,6 +447,7 @@ impl Validator<'_> {
                 }
             },
         };
+        let endpoint_quota = self.endpoint_quota(raw.endpoint_quota.as_ref());
         let credentials = self.credentials(raw.profile, raw.role_arn, "hub");
         Hub {
             region,
@@ -330,6 +458,25 @@ impl Validator<'_> {
             route_table_ids,
             subnet_policy,
             credentials,
+            endpoint_quota,
+        }
+    }
+
+    fn endpoint_quota(&mut self, raw: Option<&Spanned<i64>>) -> u32 {
+        let Some(raw) = raw else {
+            return DEFAULT_ENDPOINT_QUOTA;
+        };
+        match u32::try_from(*raw.get_ref()) {
+            Ok(quota) if quota > 0 => quota,
+            _ => {
+                self.error(
+                    raw.span(),
+                    format!("invalid `hub.endpoint_quota` `{}`", raw.get_ref()),
+                    "set the interface endpoint quota per VPC of the account, a positive integer \
+                     (the AWS default is 50)",
+                );
+                DEFAULT_ENDPOINT_QUOTA
+            }
         }
     }
 
@@ -629,6 +776,34 @@ impl Validator<'_> {
     }
 }
 
+/// Reports whether `name` follows the naming rules of S3 general purpose buckets. A name has 3
+/// to 63 lowercase letters, digits, hyphens and dots, and starts and ends with a letter or digit.
+/// It has no two dots in a row and is not shaped like an IPv4 address.
+pub fn is_bucket_name(name: &str) -> bool {
+    let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (3..=63).contains(&name.len())
+        && name.starts_with(alphanumeric)
+        && name.ends_with(alphanumeric)
+        && name
+            .chars()
+            .all(|c| alphanumeric(c) || c == '-' || c == '.')
+        && !name.contains("..")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+}
+
+/// Reports whether `prefix` is a usable key prefix: empty, or segments of S3's safe key
+/// characters that each end with `/`, with no leading `/` and no empty, `.` or `..` segment.
+fn is_key_prefix(prefix: &str) -> bool {
+    let Some(segments) = prefix.strip_suffix('/') else {
+        return prefix.is_empty();
+    };
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_.!*'()".contains(c);
+    prefix.len() <= MAX_BACKEND_PREFIX_LEN
+        && segments.split('/').all(|segment| {
+            !segment.is_empty() && segment != "." && segment != ".." && segment.chars().all(safe)
+        })
+}
+
 fn is_dns_label(label: &str) -> bool {
     !label.is_empty()
         && label.len() <= 63
@@ -850,5 +1025,123 @@ subnet_ids = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
         let name = "com.amazonaws.vpce.us-east-1.vpce-svc-0ca160f19663f348e";
         assert_eq!(service_region(name), Some("us-east-1"));
         assert_eq!(service_region("com.amazonaws.us-east-1.s3"), None);
+    }
+
+    #[test]
+    fn backend_defaults_to_local() {
+        let config = parse("linkplan.toml", MINIMAL).unwrap();
+        assert_eq!(config.stack.backend, BackendConfig::Local);
+        let local = format!("{MINIMAL}[backend]\ntype = \"local\"\n");
+        let config = parse("linkplan.toml", &local).unwrap();
+        assert_eq!(config.stack.backend, BackendConfig::Local);
+    }
+
+    #[test]
+    fn s3_backend_is_parsed() {
+        let text = format!(
+            "{MINIMAL}[backend]\ntype = \"s3\"\nbucket = \"acme-state\"\nregion = \"eu-west-1\"\n\
+             role_arn = \"arn:aws:iam::123456789012:role/state\"\n"
+        );
+        let config = parse("linkplan.toml", &text).unwrap();
+        let BackendConfig::S3(backend) = config.stack.backend else {
+            panic!("not an S3 backend: {:?}", config.stack.backend);
+        };
+        assert_eq!(backend.bucket, "acme-state");
+        assert_eq!(backend.prefix, DEFAULT_BACKEND_PREFIX);
+        assert_eq!(backend.region, "eu-west-1");
+        assert_eq!(
+            backend.credentials.role_arn.as_deref(),
+            Some("arn:aws:iam::123456789012:role/state")
+        );
+        assert_eq!(backend.credentials.profile, None);
+    }
+
+    #[test]
+    fn s3_backend_errors_are_reported_together() {
+        let text = format!(
+            "{MINIMAL}[backend]\ntype = \"s3\"\nbucket = \"Acme_State\"\nprefix = \"/state\"\n"
+        );
+        let found = errors(&text);
+        let summaries: Vec<&str> = found.iter().map(|d| d.summary.as_str()).collect();
+        assert_eq!(
+            summaries,
+            [
+                "invalid `backend.bucket` `Acme_State`",
+                "`backend.region` is missing for `type = \"s3\"`",
+                "invalid `backend.prefix` `/state`",
+            ]
+        );
+        let bucket = found[0].location.as_ref().unwrap();
+        assert_eq!((bucket.line, bucket.column), (9, 10));
+        let table = found[1].location.as_ref().unwrap();
+        assert_eq!(table.line, 7);
+    }
+
+    #[test]
+    fn s3_backend_needs_bucket() {
+        let text = format!("{MINIMAL}[backend]\ntype = \"s3\"\nregion = \"us-east-1\"\n");
+        let found = errors(&text);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].summary,
+            "`backend.bucket` is missing for `type = \"s3\"`"
+        );
+        assert!(found[0].help.as_deref().unwrap().contains("bucket = "));
+    }
+
+    #[test]
+    fn local_backend_rejects_s3_keys() {
+        let text = format!("{MINIMAL}[backend]\ntype = \"local\"\nbucket = \"acme-state\"\n");
+        let found = errors(&text);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].summary,
+            "`backend.bucket` is set, but `backend.type` is \"local\""
+        );
+        assert_eq!(found[0].location.as_ref().unwrap().line, 9);
+    }
+
+    #[test]
+    fn unknown_backend_type_is_located() {
+        let found = errors(&format!("{MINIMAL}[backend]\ntype = \"gcs\"\n"));
+        assert_eq!(found[0].summary, "invalid `backend.type` `gcs`");
+        let location = found[0].location.as_ref().unwrap();
+        assert_eq!((location.line, location.column), (8, 8));
+        let missing = errors(&format!("{MINIMAL}[backend]\nbucket = \"acme-state\"\n"));
+        assert!(
+            missing[0].summary.contains("missing key `type`"),
+            "{}",
+            missing[0].summary
+        );
+    }
+
+    #[test]
+    fn bucket_name_shapes() {
+        assert!(is_bucket_name("acme-linkplan-state"));
+        assert!(is_bucket_name("acme.state.1"));
+        assert!(!is_bucket_name("ab"));
+        assert!(!is_bucket_name(&"a".repeat(64)));
+        assert!(!is_bucket_name("Acme"));
+        assert!(!is_bucket_name("-acme"));
+        assert!(!is_bucket_name("acme-"));
+        assert!(!is_bucket_name("acme..state"));
+        assert!(!is_bucket_name("acme_state"));
+        assert!(!is_bucket_name("192.168.5.4"));
+    }
+
+    #[test]
+    fn key_prefix_shapes() {
+        assert!(is_key_prefix(""));
+        assert!(is_key_prefix("linkplan/"));
+        assert!(is_key_prefix("teams/net-ops/linkplan/"));
+        assert!(!is_key_prefix("linkplan"));
+        assert!(!is_key_prefix("/linkplan/"));
+        assert!(!is_key_prefix("a//b/"));
+        assert!(!is_key_prefix("a/../b/"));
+        assert!(!is_key_prefix("with space/"));
+        assert!(!is_key_prefix(&format!(
+            "{}/",
+            "a".repeat(MAX_BACKEND_PREFIX_LEN)
+        )));
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! Before each mutating call the executor appends the step's intent (the resolved request and
 //! its idempotency token), and after it the outcome (the outputs AWS returned, which are what
-//! an undo needs). [`LocalBackend`] flushes every entry to disk before the next call, so a
-//! crash loses at most the outcome of the calls in flight, which `--resume` finds again by tags.
+//! an undo needs). Every backend makes each entry durable before the next call: [`LocalBackend`]
+//! flushes it to disk, and the S3 backend of the AWS provider crate writes one object per entry.
+//! So a crash loses at most the outcome of the calls in flight, which `--resume` finds again by
+//! tags.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -77,6 +79,10 @@ pub struct Holder {
     pub pid: u32,
     /// RFC 3339 time the run started.
     pub since: String,
+    /// The operating system user that ran the process, from `USER` or `LOGNAME`. It is empty
+    /// when neither is set, and in holders written before the field existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
 }
 
 impl Holder {
@@ -86,6 +92,18 @@ impl Holder {
             host: hostname(),
             pid: std::process::id(),
             since: humantime_now(),
+            user: username(),
+        }
+    }
+
+    /// Stands for a lock whose content cannot be read, such as one cut short or written by
+    /// another program.
+    pub fn unreadable() -> Self {
+        Holder {
+            host: "unknown".to_string(),
+            pid: 0,
+            since: "unknown".to_string(),
+            user: String::new(),
         }
     }
 }
@@ -105,12 +123,25 @@ impl Holder {
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if *self == Holder::unreadable() {
+            return f.write_str("an unreadable holder");
+        }
         write!(
             f,
             "process {} on {} since {}",
             self.pid, self.host, self.since
-        )
+        )?;
+        if !self.user.is_empty() {
+            write!(f, " (user {})", self.user)?;
+        }
+        Ok(())
     }
+}
+
+fn username() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_default()
 }
 
 fn hostname() -> String {
@@ -143,6 +174,40 @@ pub enum BackendError {
         line: usize,
         reason: String,
     },
+    /// A call to a remote store failed. `help` is the advice for the `help:` line.
+    #[error("failed to {action} `{location}`: {reason}")]
+    Remote {
+        action: &'static str,
+        location: String,
+        reason: String,
+        help: String,
+    },
+}
+
+impl BackendError {
+    /// Returns advice for the error, for the `help:` line.
+    pub fn help(&self) -> String {
+        match self {
+            BackendError::Locked { .. } => {
+                "wait for that run to finish; if it died, remove its lock with `linkplan unlock`"
+                    .to_string()
+            }
+            BackendError::AlreadyApplied { .. } => {
+                "run `linkplan plan` to see what is left to change, and apply the new plan"
+                    .to_string()
+            }
+            BackendError::Io { .. } => {
+                "check that the folder exists and is writable, and that the disk has space"
+                    .to_string()
+            }
+            BackendError::Corrupt { .. } => {
+                "the journal was changed by hand or by another program; restore it from a copy, \
+                 or remove it once the stack's state is checked"
+                    .to_string()
+            }
+            BackendError::Remote { help, .. } => help.clone(),
+        }
+    }
 }
 
 /// An append-only journal of one plan's runs.
@@ -170,19 +235,34 @@ pub trait Backend: Send + Sync {
     /// [`BackendError::Locked`], naming the holder, when another run has it.
     async fn lock(&self, stack: &str, holder: &Holder) -> Result<Box<dyn LockGuard>, BackendError>;
 
+    /// Returns the holder of the stack's lock, `None` when the stack is not locked.
+    async fn lock_holder(&self, stack: &str) -> Result<Option<Holder>, BackendError>;
+
+    /// Removes the stack's lock, whatever process has it, and returns its holder.
+    async fn break_lock(&self, stack: &str) -> Result<Option<Holder>, BackendError>;
+
+    /// Returns where the stack's lock is, for messages.
+    fn lock_location(&self, stack: &str) -> String;
+
     /// Opens the journal of plan `plan_id`, creating it when new.
     async fn journal(&self, stack: &str, plan_id: &str) -> Result<Box<dyn Journal>, BackendError>;
 
     async fn is_applied(&self, stack: &str, plan_id: &str) -> Result<bool, BackendError>;
 
-    /// Records that plan `plan_id` finished, so it is never applied again.
+    /// Records that plan `plan_id` finished, so it is never applied again, and that it is the
+    /// stack's last applied plan.
     async fn record_applied(&self, stack: &str, plan_id: &str) -> Result<(), BackendError>;
+
+    /// Returns the id of the stack's last applied plan, if any. A new plan records it, so that
+    /// two plans of the same state made after two different applies get different ids.
+    async fn last_applied(&self, stack: &str) -> Result<Option<String>, BackendError>;
 }
 
 /// A backend in a local folder, by default `.linkplan/` beside the plan file.
 ///
 /// Layout: `<root>/<stack>/lock` (the holder, as JSON), `<root>/<stack>/<plan id>.journal`
-/// (one JSON entry per line) and `<root>/<stack>/applied/<plan id>` (empty markers).
+/// (one JSON entry per line), `<root>/<stack>/applied/<plan id>` (empty markers) and
+/// `<root>/<stack>/last-applied` (the id of the last applied plan).
 pub struct LocalBackend {
     root: PathBuf,
 }
@@ -211,29 +291,8 @@ impl LocalBackend {
         Ok(dir)
     }
 
-    /// Removes the stack's lock, whatever process has it, and returns its holder.
-    ///
-    /// # Errors
-    /// The lock file cannot be read or removed.
-    pub fn break_lock(&self, stack: &str) -> Result<Option<Holder>, BackendError> {
-        let path = self.root.join(stack).join("lock");
-        let holder = match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).ok(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(BackendError::Io {
-                    action: "read",
-                    path: path.display().to_string(),
-                    source,
-                });
-            }
-        };
-        std::fs::remove_file(&path).map_err(|source| BackendError::Io {
-            action: "remove",
-            path: path.display().to_string(),
-            source,
-        })?;
-        Ok(holder)
+    fn lock_path(&self, stack: &str) -> PathBuf {
+        self.root.join(stack).join("lock")
     }
 }
 
@@ -251,21 +310,46 @@ impl Drop for LocalLock {
 
 struct LocalJournal {
     path: PathBuf,
-    file: File,
+    /// Opened at the first append, so that a run refused before its first entry leaves no
+    /// empty journal behind.
+    file: Option<File>,
+}
+
+impl LocalJournal {
+    fn file(&mut self) -> Result<&mut File, BackendError> {
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(|source| BackendError::Io {
+                    action: "open",
+                    path: self.path.display().to_string(),
+                    source,
+                })?;
+            self.file = Some(file);
+        }
+        Ok(self
+            .file
+            .as_mut()
+            .expect("the journal file was just opened"))
+    }
 }
 
 #[async_trait]
 impl Journal for LocalJournal {
     async fn append(&mut self, entry: &Entry) -> Result<(), BackendError> {
+        let display = self.path.display().to_string();
         let io = |source| BackendError::Io {
             action: "write",
-            path: self.path.display().to_string(),
+            path: display.clone(),
             source,
         };
         let mut line = serde_json::to_string(entry).expect("journal entries serialize");
         line.push('\n');
-        self.file.write_all(line.as_bytes()).map_err(io)?;
-        self.file.sync_data().map_err(io)
+        let file = self.file()?;
+        file.write_all(line.as_bytes()).map_err(io)?;
+        file.sync_data().map_err(io)
     }
 
     async fn entries(&self) -> Result<Vec<Entry>, BackendError> {
@@ -278,6 +362,9 @@ impl Journal for LocalJournal {
 }
 
 fn read_entries(path: &Path) -> Result<Vec<Entry>, BackendError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
     let file = File::open(path).map_err(|source| BackendError::Io {
         action: "read",
         path: path.display().to_string(),
@@ -353,11 +440,8 @@ impl Backend for LocalBackend {
             }
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
                 let text = std::fs::read_to_string(&path).map_err(|e| io("read", e))?;
-                let holder: Holder = serde_json::from_str(&text).unwrap_or(Holder {
-                    host: "unknown".to_string(),
-                    pid: 0,
-                    since: "unknown".to_string(),
-                });
+                let holder: Holder =
+                    serde_json::from_str(&text).unwrap_or_else(|_| Holder::unreadable());
                 // A holder on this host whose process is gone died without releasing the lock, for
                 // example because it was killed. So nothing else can still be using the stack.
                 if holder.is_dead_here() {
@@ -374,19 +458,50 @@ impl Backend for LocalBackend {
         }
     }
 
-    async fn journal(&self, stack: &str, plan_id: &str) -> Result<Box<dyn Journal>, BackendError> {
-        let path = self.stack_dir(stack)?.join(format!("{plan_id}.journal"));
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|source| BackendError::Io {
-                action: "open",
+    async fn lock_holder(&self, stack: &str) -> Result<Option<Holder>, BackendError> {
+        let path = self.lock_path(stack);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(
+                serde_json::from_str(&text).unwrap_or_else(|_| Holder::unreadable()),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(BackendError::Io {
+                action: "read",
                 path: path.display().to_string(),
                 source,
-            })?;
-        drop_cut_line(&file, &path)?;
-        Ok(Box::new(LocalJournal { path, file }))
+            }),
+        }
+    }
+
+    async fn break_lock(&self, stack: &str) -> Result<Option<Holder>, BackendError> {
+        let Some(holder) = self.lock_holder(stack).await? else {
+            return Ok(None);
+        };
+        let path = self.lock_path(stack);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(Some(holder)),
+            // Its holder released it in the meantime.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(BackendError::Io {
+                action: "remove",
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    }
+
+    fn lock_location(&self, stack: &str) -> String {
+        self.lock_path(stack).display().to_string()
+    }
+
+    async fn journal(&self, stack: &str, plan_id: &str) -> Result<Box<dyn Journal>, BackendError> {
+        let path = self.stack_dir(stack)?.join(format!("{plan_id}.journal"));
+        let mut journal = LocalJournal { path, file: None };
+        if journal.path.exists() {
+            let path = journal.path.clone();
+            drop_cut_line(journal.file()?, &path)?;
+        }
+        Ok(Box::new(journal))
     }
 
     async fn is_applied(&self, stack: &str, plan_id: &str) -> Result<bool, BackendError> {
@@ -394,14 +509,34 @@ impl Backend for LocalBackend {
     }
 
     async fn record_applied(&self, stack: &str, plan_id: &str) -> Result<(), BackendError> {
-        let path = self.stack_dir(stack)?.join("applied").join(plan_id);
+        let dir = self.stack_dir(stack)?;
+        let path = dir.join("applied").join(plan_id);
+        let io = |path: &Path, source| BackendError::Io {
+            action: "write",
+            path: path.display().to_string(),
+            source,
+        };
         File::create(&path)
             .and_then(|f| f.sync_all())
-            .map_err(|source| BackendError::Io {
-                action: "write",
+            .map_err(|source| io(&path, source))?;
+        // Written beside, then renamed over, so a crash never leaves half an id.
+        let last = dir.join("last-applied");
+        let temporary = dir.join("last-applied.tmp");
+        std::fs::write(&temporary, plan_id).map_err(|source| io(&temporary, source))?;
+        std::fs::rename(&temporary, &last).map_err(|source| io(&last, source))
+    }
+
+    async fn last_applied(&self, stack: &str) -> Result<Option<String>, BackendError> {
+        let path = self.root.join(stack).join("last-applied");
+        match std::fs::read_to_string(&path) {
+            Ok(id) => Ok(Some(id.trim().to_string())),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(BackendError::Io {
+                action: "read",
                 path: path.display().to_string(),
                 source,
-            })
+            }),
+        }
     }
 }
 
@@ -423,6 +558,7 @@ mod tests {
             host: "ci-1".into(),
             pid: 42,
             since: "2026-01-01T00:00:00Z".into(),
+            user: String::new(),
         };
         let guard = backend.lock("web", &holder).await.unwrap();
         let error = backend.lock("web", &Holder::current()).await.err().unwrap();
@@ -432,6 +568,39 @@ mod tests {
         );
         drop(guard);
         assert!(backend.lock("web", &holder).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn broken_lock_returns_holder() {
+        let backend = LocalBackend::new(scratch("break"));
+        assert_eq!(backend.break_lock("web").await.unwrap(), None);
+        let holder = Holder::current();
+        let guard = backend.lock("web", &holder).await.unwrap();
+        std::mem::forget(guard);
+        assert_eq!(
+            backend.lock_holder("web").await.unwrap(),
+            Some(holder.clone())
+        );
+        assert_eq!(backend.break_lock("web").await.unwrap(), Some(holder));
+        assert_eq!(backend.lock_holder("web").await.unwrap(), None);
+    }
+
+    #[test]
+    fn holder_names_user_when_known() {
+        let holder = Holder {
+            host: "ci-1".into(),
+            pid: 42,
+            since: "2026-01-01T00:00:00Z".into(),
+            user: "deploy".into(),
+        };
+        assert_eq!(
+            holder.to_string(),
+            "process 42 on ci-1 since 2026-01-01T00:00:00Z (user deploy)"
+        );
+        let old: Holder =
+            serde_json::from_str(r#"{"host":"ci-1","pid":42,"since":"2026-01-01T00:00:00Z"}"#)
+                .unwrap();
+        assert_eq!(old.user, "");
     }
 
     #[tokio::test]
@@ -469,6 +638,7 @@ mod tests {
             host: hostname(),
             pid: child.id(),
             since: "2026-01-01T00:00:00Z".into(),
+            user: String::new(),
         };
         let guard = backend.lock("web", &dead).await.unwrap();
         std::mem::forget(guard);
@@ -489,6 +659,7 @@ mod tests {
             host: hostname(),
             pid: child.id(),
             since: "2026-01-01T00:00:00Z".into(),
+            user: String::new(),
         };
         let guard = backend.lock("web", &live).await.unwrap();
         std::mem::forget(guard);

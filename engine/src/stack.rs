@@ -18,6 +18,40 @@ pub struct Stack {
     /// Spoke VPCs, in config order.
     #[serde(default)]
     pub spokes: Vec<Spoke>,
+    /// The store of the lock, the journals and the record of applied plans. The local backend
+    /// is left out of plan files, so that plans of a stack without `[backend]` keep their ids.
+    #[serde(default, skip_serializing_if = "BackendConfig::is_local")]
+    pub backend: BackendConfig,
+}
+
+/// The backend setting of a stack, from the `[backend]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum BackendConfig {
+    /// A `.linkplan/` folder beside the plan file.
+    #[default]
+    Local,
+    /// Objects in an S3 bucket, shared by every machine with access to it.
+    S3(S3BackendConfig),
+}
+
+impl BackendConfig {
+    pub fn is_local(&self) -> bool {
+        matches!(self, BackendConfig::Local)
+    }
+}
+
+/// An S3 backend: the bucket, the key prefix under it and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3BackendConfig {
+    pub bucket: String,
+    /// Prefix of every key the backend writes, empty or ending with `/`, such as `linkplan/`.
+    pub prefix: String,
+    /// Region of the bucket.
+    pub region: String,
+    /// Credentials for the bucket. Both empty means the standard AWS chain, not the hub's.
+    #[serde(default, skip_serializing_if = "Credentials::is_default")]
+    pub credentials: Credentials,
 }
 
 /// The VPC that contains the interface endpoints.
@@ -39,6 +73,24 @@ pub struct Hub {
     pub subnet_policy: SubnetPolicy,
     #[serde(default)]
     pub credentials: Credentials,
+    /// Interface endpoints the hub VPC may hold, all creators counted. Plans that would go
+    /// past it are rejected. Left out of plan files when it is the AWS default.
+    #[serde(
+        default = "default_endpoint_quota",
+        skip_serializing_if = "is_default_endpoint_quota"
+    )]
+    pub endpoint_quota: u32,
+}
+
+/// The AWS default quota of interface endpoints per VPC, which an account can have raised.
+pub const DEFAULT_ENDPOINT_QUOTA: u32 = 50;
+
+fn default_endpoint_quota() -> u32 {
+    DEFAULT_ENDPOINT_QUOTA
+}
+
+fn is_default_endpoint_quota(quota: &u32) -> bool {
+    *quota == DEFAULT_ENDPOINT_QUOTA
 }
 
 impl Hub {
@@ -164,5 +216,40 @@ impl Stack {
 
     pub fn spoke(&self, name: &str) -> Option<&Spoke> {
         self.spokes.iter().find(|s| s.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "name = \"web\"\n[hub]\nregion = \"us-east-1\"\n\
+                          vpc_id = \"vpc-0123456789abcdef0\"\n\
+                          subnet_ids = [\"subnet-0123456789abcdef0\"]\n";
+
+    fn stack(extra: &str) -> Stack {
+        crate::config::parse("linkplan.toml", &format!("{CONFIG}{extra}"))
+            .unwrap()
+            .stack
+    }
+
+    #[test]
+    fn local_backend_stays_out_of_plans() {
+        let text = toml::to_string(&stack("")).unwrap();
+        assert!(!text.contains("backend"), "{text}");
+        let read: Stack = toml::from_str(&text).unwrap();
+        assert_eq!(read.backend, BackendConfig::Local);
+    }
+
+    #[test]
+    fn s3_backend_round_trips() {
+        let stack = stack(
+            "[backend]\ntype = \"s3\"\nbucket = \"acme-state\"\nregion = \"us-east-1\"\n\
+             profile = \"state\"\n",
+        );
+        let text = toml::to_string(&stack).unwrap();
+        assert!(text.contains("[backend]\ntype = \"s3\"\n"), "{text}");
+        let read: Stack = toml::from_str(&text).unwrap();
+        assert_eq!(read, stack);
     }
 }

@@ -148,6 +148,32 @@ impl MotoServer {
         aws_sdk_route53::Client::new(&self.sdk_config(DEFAULT_REGION).await)
     }
 
+    /// Returns an S3 client for `region` on this server, with path-style addressing, since the
+    /// server has no per-bucket host names.
+    pub async fn s3(&self, region: &str) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(&self.sdk_config(region).await)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// Creates a bucket in us-east-1 whose name starts with `prefix` and that no other call in
+    /// this process returns, and returns its name.
+    pub async fn bucket(&self, prefix: &str) -> String {
+        let bucket = crate::unique_name(prefix);
+        let created = self
+            .s3(DEFAULT_REGION)
+            .await
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await;
+        if let Err(error) = created {
+            panic!("CreateBucket {bucket} on moto failed: {error:?}");
+        }
+        bucket
+    }
+
     /// Returns the environment variables that point a child process, such as `linkplan`, at
     /// this server.
     ///
