@@ -259,14 +259,18 @@ pub struct SecurityGroup {
     pub tags: Tags,
 }
 
+// In the structs below, fields that can hold a step output (a `Value`, written as a table) come
+// after every plain field. toml 1.2.2 writes a plan's `[[step]]` array in time quadratic in its
+// length when a plain value follows a table in each element.
+
 /// One inbound rule of the endpoints' group: a TCP port from one CIDR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngressRule {
-    pub group_id: Value,
     pub protocol: String,
     pub port: u16,
     pub cidr: String,
     pub description: String,
+    pub group_id: Value,
 }
 
 /// An interface VPC endpoint.
@@ -276,10 +280,10 @@ pub struct Endpoint {
     pub vpc_id: String,
     /// Sorted subnet ids, at most one per availability zone.
     pub subnet_ids: Vec<String>,
-    /// Sorted group ids; never empty, so AWS never falls back to the VPC's default group.
-    pub security_group_ids: Vec<Value>,
     /// Sent explicitly on create: the API turns private DNS on when the field is left out.
     pub private_dns_enabled: bool,
+    /// Sorted group ids; never empty, so AWS never falls back to the VPC's default group.
+    pub security_group_ids: Vec<Value>,
     pub tags: Tags,
 }
 
@@ -308,10 +312,10 @@ pub struct AliasRecord {
     /// Fully qualified, lowercase, without a trailing dot.
     pub name: String,
     pub record_type: String,
+    pub evaluate_target_health: bool,
     pub target_dns_name: Value,
     /// The hosted zone id of the endpoint's DNS entry, never the private zone's own id.
     pub target_zone_id: Value,
-    pub evaluate_target_health: bool,
 }
 
 /// A VPC peering connection requested from the hub's region.
@@ -329,9 +333,9 @@ pub struct PeeringConnection {
 /// The acceptance of a peering connection, made from the accepter's region and account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeeringAcceptance {
-    pub peering_id: Value,
     /// The hub's region, where the connection must also read `active` before routes are added.
     pub requester_region: String,
+    pub peering_id: Value,
 }
 
 /// A route to a CIDR over a peering connection.
@@ -345,15 +349,15 @@ pub struct Route {
 /// The private zone associated with one more VPC, in that VPC's own region.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZoneAssociation {
-    pub zone_id: Value,
     pub vpc_id: String,
     pub vpc_region: String,
+    pub zone_id: Value,
 }
 
 /// The zone account's permission for another account's VPC to associate with the zone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssociationAuthorization {
-    pub zone_id: Value,
     pub vpc_id: String,
     pub vpc_region: String,
+    pub zone_id: Value,
 }

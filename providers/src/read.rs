@@ -50,6 +50,19 @@ struct RegionRead {
     peerings: Vec<PeeringState>,
 }
 
+/// Runs `futures` with at most `limit` of them at once, and returns their outputs in order, or
+/// the first error.
+///
+/// It takes a `Vec` rather than an iterator: a lazy iterator would keep its closure in the
+/// returned future, and the `Send` check of `async_trait` then fails on the closure's
+/// lifetimes.
+pub async fn join_bounded<T, E, F>(futures: Vec<F>, limit: usize) -> Result<Vec<T>, E>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    stream::iter(futures).buffered(limit).try_collect().await
+}
+
 /// Reads the live state of `stack`.
 pub async fn read(clients: &Clients, stack: &Stack) -> Result<Observed, ProviderError> {
     let groups = region_groups(stack);
@@ -71,10 +84,10 @@ pub async fn read(clients: &Clients, stack: &Stack) -> Result<Observed, Provider
     };
     let mut peerings: Vec<PeeringState> = Vec::new();
     for region in regions {
-        observed.vpcs.extend(region.vpcs);
-        observed.route_tables.extend(region.route_tables);
+        merge_found(&mut observed.vpcs, region.vpcs);
+        merge_found(&mut observed.route_tables, region.route_tables);
         observed.zone_ids.extend(region.zone_ids);
-        observed.subnets.extend(region.subnets);
+        merge_found(&mut observed.subnets, region.subnets);
         observed.services.extend(region.services);
         observed.endpoints.extend(region.endpoints);
         observed.security_groups.extend(region.security_groups);
@@ -136,12 +149,24 @@ fn push_unique(list: &mut Vec<String>, value: &str) {
     }
 }
 
+/// Reads the identity behind each context's credentials, with one GetCallerIdentity per set of
+/// credentials: the identity does not depend on the region, so the contexts that share
+/// credentials share the response.
 async fn read_identities(
     clients: &Clients,
     stack: &Stack,
 ) -> Result<Vec<(Context, Identity)>, ProviderError> {
     let contexts = stack.contexts();
-    let lookups = contexts.iter().map(|context| async move {
+    let mut first_of_credentials: Vec<&Context> = Vec::new();
+    for context in &contexts {
+        if !first_of_credentials
+            .iter()
+            .any(|c| c.credentials == context.credentials)
+        {
+            first_of_credentials.push(context);
+        }
+    }
+    let lookups = first_of_credentials.iter().map(|context| async move {
         let sts = clients.sts(context)?;
         let answer = send!(
             sts.site,
@@ -152,9 +177,19 @@ async fn read_identities(
             account_id: answer.account().unwrap_or_default().to_string(),
             arn: answer.arn().unwrap_or_default().to_string(),
         };
-        Ok::<_, ProviderError>((context.clone(), identity))
+        Ok::<_, ProviderError>((context.credentials.clone(), identity))
     });
-    try_join_all(lookups).await
+    let identities = try_join_all(lookups).await?;
+    let by_context = contexts
+        .into_iter()
+        .filter_map(|context| {
+            let (_, identity) = identities
+                .iter()
+                .find(|(credentials, _)| *credentials == context.credentials)?;
+            Some((context, identity.clone()))
+        })
+        .collect();
+    Ok(by_context)
 }
 
 async fn read_region(
@@ -166,7 +201,10 @@ async fn read_region(
     let region = group.context.region.as_str();
     tracing::debug!(region, vpcs = ?group.vpc_ids, "reading region");
 
-    // First round: everything that needs only ids from the config.
+    // First round: everything that needs only ids from the config. The DNS attributes and
+    // the services need no response from DescribeVpcs or DescribeAvailabilityZones to be asked
+    // for, so they are in this round too, and a no-change plan is one round deep in most
+    // regions.
     let zone_ids = async {
         if group.reads_zone_ids {
             ec2::describe_zone_ids(client).await.map(Some)
@@ -181,15 +219,17 @@ async fn read_region(
             Ok(None)
         }
     };
-    let (vpcs, tables, zone_ids, hub, peerings) = tokio::try_join!(
+    let (vpcs, tables, zone_ids, hub, peerings, attributes) = tokio::try_join!(
         ec2::describe_vpcs(client, &group.vpc_ids),
         ec2::describe_route_tables_of_vpcs(client, &group.vpc_ids),
         zone_ids,
         hub,
         read_peerings(client, stack, group),
+        ec2::describe_all_dns_attributes(client, &group.vpc_ids),
     )?;
 
-    // Second round: what depends on the first.
+    // Second round, only where the first found what it needs: custom DHCP option sets, and
+    // route tables named in the config that are not in the VPCs' own.
     let dhcp_ids: BTreeSet<String> = vpcs
         .values()
         .flatten()
@@ -207,20 +247,6 @@ async fn read_region(
         })
         .cloned()
         .collect();
-    let no_zones = BTreeMap::new();
-    let zone_map = zone_ids.as_ref().unwrap_or(&no_zones);
-    let services = async {
-        if group.is_hub {
-            let names: Vec<String> = stack
-                .services
-                .iter()
-                .map(|s| s.service_name.clone())
-                .collect();
-            ec2::describe_services(client, &names, zone_map).await
-        } else {
-            Ok(BTreeMap::new())
-        }
-    };
     let other_tables = async {
         if missing_tables.is_empty() {
             Ok(Vec::new())
@@ -228,13 +254,15 @@ async fn read_region(
             ec2::describe_route_tables_by_id(client, &missing_tables).await
         }
     };
-    let (attributes, dhcp_sets, services, other_tables) = tokio::try_join!(
-        ec2::describe_all_dns_attributes(client, &vpcs),
-        ec2::describe_dhcp_options(client, &dhcp_ids),
-        services,
-        other_tables,
-    )?;
+    let (dhcp_sets, other_tables) =
+        tokio::try_join!(ec2::describe_dhcp_options(client, &dhcp_ids), other_tables)?;
 
+    let no_zones = BTreeMap::new();
+    let zone_map = zone_ids.as_ref().unwrap_or(&no_zones);
+    let services = match &hub {
+        Some(hub) => ec2::service_lookups(hub.services.clone(), zone_map),
+        None => BTreeMap::new(),
+    };
     let mut read = RegionRead {
         services,
         peerings,
@@ -271,18 +299,27 @@ struct HubObjects {
     subnets: BTreeMap<String, Option<SubnetState>>,
     endpoints: Vec<EndpointState>,
     security_groups: Vec<SecurityGroupState>,
+    /// The endpoint services, converted once the zone mapping is read.
+    services: BTreeMap<String, ec2::ServiceDetailLookup>,
 }
 
 async fn read_hub_objects(client: &Ec2, stack: &Stack) -> Result<HubObjects, ProviderError> {
-    let (subnets, endpoints, security_groups) = tokio::try_join!(
+    let names: Vec<String> = stack
+        .services
+        .iter()
+        .map(|s| s.service_name.clone())
+        .collect();
+    let (subnets, endpoints, security_groups, services) = tokio::try_join!(
         ec2::describe_subnets(client, &stack.hub.subnet_ids),
         ec2::describe_endpoints_of_vpc(client, &stack.hub.vpc_id),
         ec2::describe_security_groups(client, &stack.hub.security_group_ids, &stack.name),
+        ec2::describe_service_details(client, &names),
     )?;
     Ok(HubObjects {
         subnets,
         endpoints,
         security_groups,
+        services,
     })
 }
 
@@ -367,6 +404,17 @@ async fn read_zones(clients: &Clients, stack: &Stack) -> Result<route53::ZonesRe
     route53::read_zones(hub, &stack.zone.name, &vpcs).await
 }
 
+/// Adds the lookups of one region to those of the others. An id looked up in two regions, such
+/// as a route table listed for both the hub and a spoke, counts as found if either found it.
+fn merge_found<T>(into: &mut BTreeMap<String, Option<T>>, from: BTreeMap<String, Option<T>>) {
+    for (id, found) in from {
+        let entry = into.entry(id).or_insert(None);
+        if found.is_some() {
+            *entry = found;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use linkplan_engine::resource::Tags;
@@ -386,6 +434,7 @@ mod tests {
                 route_table_ids: vec!["rtb-hub".to_string()],
                 subnet_policy: SubnetPolicy::Fail,
                 credentials: Credentials::default(),
+                endpoint_quota: linkplan_engine::stack::DEFAULT_ENDPOINT_QUOTA,
             },
             services: Vec::new(),
             zone: Zone {
@@ -397,6 +446,7 @@ mod tests {
                 spoke("east", "us-east-1", "vpc-east"),
                 spoke("west2", "us-west-2", "vpc-west2"),
             ],
+            backend: Default::default(),
         }
     }
 
@@ -487,5 +537,23 @@ mod tests {
             .map(|p| p.peering_id)
             .collect();
         assert_eq!(ids, ["pcx-2", "pcx-3"]);
+    }
+
+    #[test]
+    fn id_found_in_one_region_stays_found() {
+        let mut merged = BTreeMap::from([("rtb-1".to_string(), Some(1))]);
+        super::merge_found(&mut merged, BTreeMap::from([("rtb-1".to_string(), None)]));
+        assert_eq!(
+            merged["rtb-1"],
+            Some(1),
+            "a later region's miss does not hide it"
+        );
+
+        let mut merged = BTreeMap::from([("rtb-2".to_string(), None)]);
+        super::merge_found(
+            &mut merged,
+            BTreeMap::from([("rtb-2".to_string(), Some(2))]),
+        );
+        assert_eq!(merged["rtb-2"], Some(2), "a later region's find counts");
     }
 }

@@ -7,7 +7,6 @@ use aws_sdk_ec2::types::{
     DhcpOptions, IpPermission, RouteTable, SecurityGroup, ServiceDetail, Subnet, Vpc,
     VpcAttributeName, VpcEndpoint, VpcPeeringConnection,
 };
-use futures_util::future::try_join_all;
 use ipnet::IpNet;
 use linkplan_engine::observed::{
     DnsEntry, EndpointState, IngressPermission, PeeringState, RouteState, RouteTableState,
@@ -18,10 +17,16 @@ use linkplan_engine::resource::TAG_STACK;
 
 use crate::errors::{is_not_found, send};
 use crate::normalize::{dns_name, ec2_tags, filter};
+use crate::read::join_bounded;
 use crate::sdk_config::Ec2;
 
 /// The option set id EC2 reports for a VPC that uses no DHCP option set, so AmazonProvidedDNS.
 pub const NO_DHCP_OPTIONS: &str = "default";
+
+/// VPCs of one region whose DNS attributes are read at once, two calls each. EC2 refills the
+/// request tokens of describe calls at 20 per second per account and region, from a bucket
+/// of 100, so the 16 calls in flight stay well inside a burst.
+const MAX_ATTRIBUTE_READS: usize = 8;
 
 /// Reads the VPCs `ids`; absent ones map to `None`.
 ///
@@ -245,16 +250,31 @@ async fn read_subnet_pages(
     }
 }
 
-/// Looks up the endpoint services `names`, by the `ServiceNames` parameter.
-///
-/// The whole call fails with `InvalidServiceName` when any name is unknown or not allowlisted
-/// for the account, so that case is asked again one name at a time to tell which. The
-/// `service-name` filter is avoided: moto 5.2.5 returns HTTP 500 for it.
+/// Looks up the endpoint services `names` with [`describe_service_details`], and maps zone
+/// names through `zone_ids` where the API reports no zone ids.
 pub async fn describe_services(
     ec2: &Ec2,
     names: &[String],
     zone_ids: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, ServiceLookup>, ProviderError> {
+    let details = describe_service_details(ec2, names).await?;
+    Ok(service_lookups(details, zone_ids))
+}
+
+/// The result of DescribeVpcEndpointServices for one service name: its details, or the reason
+/// it was not returned.
+pub type ServiceDetailLookup = Result<ServiceDetail, String>;
+
+/// Reads the endpoint services `names`, by the `ServiceNames` parameter, without converting
+/// them, so that the read can run before the zone mapping is known.
+///
+/// The whole call fails with `InvalidServiceName` when any name is unknown or not allowlisted
+/// for the account, so that case is asked again one name at a time to tell which. The
+/// `service-name` filter is avoided: moto 5.2.5 returns HTTP 500 for it.
+pub async fn describe_service_details(
+    ec2: &Ec2,
+    names: &[String],
+) -> Result<BTreeMap<String, ServiceDetailLookup>, ProviderError> {
     let mut lookups = BTreeMap::new();
     if names.is_empty() {
         return Ok(lookups);
@@ -263,31 +283,42 @@ pub async fn describe_services(
         Ok(details) => {
             for name in names {
                 let lookup = match details.iter().find(|d| d.service_name() == Some(name)) {
-                    Some(detail) => ServiceLookup::Found(service_state(detail, zone_ids)),
-                    None => ServiceLookup::NotFound {
-                        message: format!("DescribeVpcEndpointServices did not return {name}"),
-                    },
+                    Some(detail) => Ok(detail.clone()),
+                    None => Err(format!("DescribeVpcEndpointServices did not return {name}")),
                 };
                 lookups.insert(name.clone(), lookup);
             }
         }
         Err(error) if error.code.as_deref() == Some("InvalidServiceName") && names.len() > 1 => {
             for name in names {
-                let one = Box::pin(describe_services(ec2, std::slice::from_ref(name), zone_ids));
+                let one = Box::pin(describe_service_details(ec2, std::slice::from_ref(name)));
                 lookups.extend(one.await?);
             }
         }
         Err(error) if error.code.as_deref() == Some("InvalidServiceName") => {
-            lookups.insert(
-                names[0].clone(),
-                ServiceLookup::NotFound {
-                    message: error.message,
-                },
-            );
+            lookups.insert(names[0].clone(), Err(error.message));
         }
         Err(error) => return Err(error),
     }
     Ok(lookups)
+}
+
+/// Converts the results of [`describe_service_details`], with zone names mapped through
+/// `zone_ids`.
+pub fn service_lookups(
+    details: BTreeMap<String, ServiceDetailLookup>,
+    zone_ids: &BTreeMap<String, String>,
+) -> BTreeMap<String, ServiceLookup> {
+    details
+        .into_iter()
+        .map(|(name, lookup)| {
+            let lookup = match lookup {
+                Ok(detail) => ServiceLookup::Found(service_state(&detail, zone_ids)),
+                Err(message) => ServiceLookup::NotFound { message },
+            };
+            (name, lookup)
+        })
+        .collect()
 }
 
 async fn read_service_pages(
@@ -431,8 +462,9 @@ pub fn endpoint_state(endpoint: &VpcEndpoint) -> EndpointState {
     }
 }
 
-/// Reads the security groups `ids` that exist (by the `group-id` filter when an id is absent)
-/// and the groups tagged with stack `stack`, merged by id.
+/// Reads the security groups `ids` that exist (by the `group-id` filter when an id is absent),
+/// the groups tagged with stack `stack` and the groups named as linkplan names its group, merged
+/// by id.
 pub async fn describe_security_groups(
     ec2: &Ec2,
     ids: &[String],
@@ -454,10 +486,20 @@ pub async fn describe_security_groups(
         None,
         Some(filter(&format!("tag:{TAG_STACK}"), [stack])),
     );
-    let (named, tagged) = tokio::try_join!(named, tagged)?;
+    // A group with the name linkplan would give the stack's group, but without its tags,
+    // would make the group's creation fail at apply; the planner reports it beforehand.
+    let same_name = read_group_pages(
+        ec2,
+        None,
+        Some(filter(
+            "group-name",
+            [linkplan_engine::planner::security_group_name(stack)],
+        )),
+    );
+    let (named, tagged, same_name) = tokio::try_join!(named, tagged, same_name)?;
 
     let mut groups: BTreeMap<String, SecurityGroupState> = BTreeMap::new();
-    for group in named.iter().chain(&tagged) {
+    for group in named.iter().chain(&tagged).chain(&same_name) {
         let state = security_group_state(group);
         groups.insert(state.group_id.clone(), state);
     }
@@ -498,6 +540,7 @@ pub fn security_group_state(group: &SecurityGroup) -> SecurityGroupState {
     SecurityGroupState {
         group_id: group.group_id().unwrap_or_default().to_string(),
         group_name: group.group_name().unwrap_or_default().to_string(),
+        description: group.description().unwrap_or_default().to_string(),
         vpc_id: group.vpc_id().unwrap_or_default().to_string(),
         tags: ec2_tags(group.tags()),
         ingress,
@@ -745,18 +788,25 @@ pub fn route_table_state(table: &RouteTable) -> RouteTableState {
     }
 }
 
-/// Reads the DNS attributes of every VPC in `vpcs` that exists, in parallel.
+/// Reads the DNS attributes of the VPCs `ids`, [`MAX_ATTRIBUTE_READS`] VPCs at a time. It runs
+/// alongside DescribeVpcs rather than after it, so a VPC that does not exist fails with
+/// `InvalidVpcID.NotFound` and is left out of the result.
 pub async fn describe_all_dns_attributes(
     ec2: &Ec2,
-    vpcs: &BTreeMap<String, Option<Vpc>>,
+    ids: &[String],
 ) -> Result<BTreeMap<String, (bool, bool)>, ProviderError> {
-    let present: Vec<&String> = vpcs
+    let reads = ids
         .iter()
-        .filter(|(_, v)| v.is_some())
-        .map(|(id, _)| id)
+        .map(|id| async move {
+            match describe_dns_attributes(ec2, id).await {
+                Ok(attributes) => Ok(Some((id.clone(), attributes))),
+                Err(error) if is_not_found(&error) => Ok(None),
+                Err(error) => Err(error),
+            }
+        })
         .collect();
-    let answers = try_join_all(present.iter().map(|id| describe_dns_attributes(ec2, id))).await?;
-    Ok(present.into_iter().cloned().zip(answers).collect())
+    let answers = join_bounded(reads, MAX_ATTRIBUTE_READS).await?;
+    Ok(answers.into_iter().flatten().collect())
 }
 
 #[cfg(test)]

@@ -6,13 +6,19 @@ use std::collections::BTreeMap;
 use aws_sdk_route53::types::{ResourceRecordSet, TagResourceType, VpcRegion};
 use linkplan_engine::observed::{AliasTargetState, HostedZoneState, RecordState};
 use linkplan_engine::provider::{ErrorKind, ProviderError};
+use linkplan_engine::resource::Tags;
 
 use crate::errors::send;
 use crate::normalize::{dns_name, route53_tags, zone_id};
+use crate::read::join_bounded;
 use crate::sdk_config::Route53;
 
 /// ListTagsForResources takes at most this many zone ids per call.
 const TAG_BATCH: usize = 10;
+
+/// Route 53 calls of one read in flight at once. Route 53 allows five requests per second per
+/// account (Route 53 API quotas), so a wider fan-out would only add throttling retries.
+const MAX_IN_FLIGHT: usize = 5;
 
 /// A VPC whose associated private zones are looked up, with the client of the VPC's account.
 pub struct VpcLookup<'a> {
@@ -30,6 +36,12 @@ pub struct ZonesRead {
 
 /// Reads the zones named `name` that `hub` can list, and the same-name private zones any of
 /// `vpcs` is associated with, which includes zones of other accounts.
+///
+/// Route 53 associates a VPC with at most one private zone of a name: `AssociateVPCWithHostedZone`
+/// and `CreateHostedZone` fail with `ConflictingDomainExists` otherwise. So a VPC already listed
+/// by a same-name private zone read here has no other, and only the remaining VPCs are looked up
+/// with `ListHostedZonesByVPC`, which takes one VPC per call. A stack whose spokes are all
+/// associated makes no such call.
 pub async fn read_zones(
     hub: &Route53,
     name: &str,
@@ -39,58 +51,103 @@ pub async fn read_zones(
     // The client that could read each zone, for its tags and records.
     let mut readers: BTreeMap<String, &Route53> = BTreeMap::new();
 
-    for zone_id in list_zone_ids_by_name(hub, name).await? {
-        if let Some(zone) = get_zone(hub, &zone_id).await? {
-            readers.insert(zone_id.clone(), hub);
-            zones.insert(zone_id, zone);
-        }
+    let ids = list_zone_ids_by_name(hub, name).await?;
+    let found = join_bounded(
+        ids.iter().map(|id| get_zone(hub, id)).collect(),
+        MAX_IN_FLIGHT,
+    )
+    .await?;
+    for zone in found.into_iter().flatten() {
+        readers.insert(zone.zone_id.clone(), hub);
+        zones.insert(zone.zone_id.clone(), zone);
     }
 
-    for vpc in vpcs {
-        let summaries = match list_zones_by_vpc(vpc, name).await {
-            Ok(summaries) => summaries,
-            // A VPC that does not exist (any more) has no zones. The EC2 read records it as
-            // absent, and the planner reports that with the VPC's id.
-            Err(error) if matches!(error.kind, ErrorKind::NotFound | ErrorKind::InvalidRequest) => {
-                tracing::warn!(vpc = %vpc.vpc_id, "ListHostedZonesByVPC failed, skipped: {error}");
-                continue;
+    let unassociated: Vec<&VpcLookup<'_>> = vpcs
+        .iter()
+        .filter(|vpc| {
+            !zones.values().any(|zone| {
+                zone.private
+                    && zone
+                        .vpcs
+                        .iter()
+                        .any(|(id, region)| *id == vpc.vpc_id && *region == vpc.region)
+            })
+        })
+        .collect();
+    let lookups = unassociated.into_iter().map(|vpc| async move {
+            match list_zones_by_vpc(vpc, name).await {
+                // A VPC that does not exist (any more) has no zones. The EC2 read records it
+                // as absent, and the planner reports that with the VPC's id.
+                Err(error)
+                    if matches!(error.kind, ErrorKind::NotFound | ErrorKind::InvalidRequest) =>
+                {
+                    tracing::warn!(vpc = %vpc.vpc_id, "ListHostedZonesByVPC failed, skipped: {error}");
+                    Ok(Vec::new())
+                }
+                listed => listed,
             }
-            Err(error) => return Err(error),
-        };
-        for summary in summaries {
-            if zones.contains_key(&summary.zone_id) {
-                continue;
-            }
-            let (zone, reader) = read_associated_zone(hub, vpc, &summary).await?;
-            if let Some(reader) = reader {
-                readers.insert(summary.zone_id.clone(), reader);
-            }
-            zones.insert(summary.zone_id.clone(), zone);
+        })
+        .collect();
+    let listed = join_bounded(lookups, MAX_IN_FLIGHT).await?;
+    let mut summaries: Vec<(&VpcLookup<'_>, ZoneSummary)> = Vec::new();
+    for summary in listed.into_iter().flatten() {
+        let known = zones.contains_key(&summary.zone_id)
+            || summaries
+                .iter()
+                .any(|(_, seen)| seen.zone_id == summary.zone_id);
+        if !known {
+            let vpc = vpcs
+                .iter()
+                .find(|v| v.vpc_id == summary.vpc_id && v.region == summary.region)
+                .expect("a summary names the VPC it was listed for");
+            summaries.push((vpc, summary));
         }
     }
-
-    add_tags(&mut zones, &readers).await?;
-
-    let mut records = BTreeMap::new();
-    let mut vanished = Vec::new();
-    for (id, zone) in &zones {
-        if !zone.private {
-            continue;
+    let reads = summaries
+        .iter()
+        .map(|(vpc, summary)| read_associated_zone(hub, vpc, summary))
+        .collect();
+    let associated = join_bounded(reads, MAX_IN_FLIGHT).await?;
+    for (zone, reader) in associated {
+        if let Some(reader) = reader {
+            readers.insert(zone.zone_id.clone(), reader);
         }
+        zones.insert(zone.zone_id.clone(), zone);
+    }
+
+    let (tags, records) =
+        tokio::try_join!(read_tags(&zones, &readers), read_records(&zones, &readers))?;
+    for (id, zone) in &mut zones {
+        if let Some(tags) = tags.found.get(id) {
+            zone.tags = tags.clone();
+        }
+    }
+    for id in tags.vanished.iter().chain(&records.vanished) {
+        zones.remove(id);
+    }
+    let mut records = records.found;
+    records.retain(|id, _| zones.contains_key(id));
+    Ok(ZonesRead {
+        hosted_zones: zones.into_values().collect(),
+        records,
+    })
+}
+
+/// The results of a per-zone read, and the zones that were deleted while it ran.
+struct PerZone<T> {
+    found: BTreeMap<String, T>,
+    vanished: Vec<String>,
+}
+
+/// Lists the record sets of every private zone with a reader, a few zones at a time.
+async fn read_records(
+    zones: &BTreeMap<String, HostedZoneState>,
+    readers: &BTreeMap<String, &Route53>,
+) -> Result<PerZone<Vec<RecordState>>, ProviderError> {
+    let mut private: Vec<(&String, &Route53)> = Vec::new();
+    for id in zones.keys().filter(|id| zones[*id].private) {
         match readers.get(id) {
-            Some(reader) => match list_records(reader, id).await {
-                Ok(read) => {
-                    records.insert(id.clone(), read);
-                }
-                // The zone was deleted after it was listed, so it is absent.
-                // NOTE: no test makes a zone vanish mid-read; this path was seen only in a
-                // full suite run, where other tests delete their zones concurrently.
-                Err(error) if error.kind == ErrorKind::NotFound => {
-                    tracing::info!(zone = %id, "hosted zone deleted while being read, left out");
-                    vanished.push(id.clone());
-                }
-                Err(error) => return Err(error),
-            },
+            Some(reader) => private.push((id, *reader)),
             // NOTE: such a zone is in `hosted_zones` without an entry in `records`.
             None => tracing::warn!(
                 zone = %id,
@@ -99,13 +156,33 @@ pub async fn read_zones(
             ),
         }
     }
-    for id in vanished {
-        zones.remove(&id);
+    let lists = private
+        .into_iter()
+        .map(|(id, reader)| async move { Ok((id, list_records(reader, id).await)) })
+        .collect();
+    let listed: Vec<(&String, Result<Vec<RecordState>, ProviderError>)> =
+        join_bounded(lists, MAX_IN_FLIGHT).await?;
+
+    let mut read = PerZone {
+        found: BTreeMap::new(),
+        vanished: Vec::new(),
+    };
+    for (id, result) in listed {
+        match result {
+            Ok(records) => {
+                read.found.insert(id.clone(), records);
+            }
+            // The zone was deleted after it was listed, so it is absent.
+            // NOTE: no test makes a zone vanish mid-read; this path was seen only in a
+            // full suite run, where other tests delete their zones concurrently.
+            Err(error) if error.kind == ErrorKind::NotFound => {
+                tracing::info!(zone = %id, "hosted zone deleted while being read, left out");
+                read.vanished.push(id.clone());
+            }
+            Err(error) => return Err(error),
+        }
     }
-    Ok(ZonesRead {
-        hosted_zones: zones.into_values().collect(),
-        records,
-    })
+    Ok(read)
 }
 
 /// Lists the ids of the zones named exactly `name`. The API returns zones in name order from
@@ -171,6 +248,11 @@ pub async fn get_zone(
         zone_id: zone_id(zone.id()),
         name: dns_name(zone.name()),
         private: zone.config().is_some_and(|config| config.private_zone()),
+        comment: zone
+            .config()
+            .and_then(|config| config.comment())
+            .unwrap_or_default()
+            .to_string(),
         tags: Default::default(),
         vpcs,
     }))
@@ -250,19 +332,21 @@ async fn read_associated_zone<'a>(
         zone_id: summary.zone_id.clone(),
         name: summary.name.clone(),
         private: true,
+        comment: String::new(),
         tags: Default::default(),
         vpcs: vec![(summary.vpc_id.clone(), summary.region.clone())],
     };
     Ok((zone, None))
 }
 
-/// Fills the tags of every zone with a reader, ten zones per ListTagsForResources call.
-async fn add_tags(
-    zones: &mut BTreeMap<String, HostedZoneState>,
+/// Reads the tags of every zone with a reader, ten zones per ListTagsForResources call, a few
+/// calls at a time.
+async fn read_tags(
+    zones: &BTreeMap<String, HostedZoneState>,
     readers: &BTreeMap<String, &Route53>,
-) -> Result<(), ProviderError> {
+) -> Result<PerZone<Tags>, ProviderError> {
     let mut by_reader: Vec<(&Route53, Vec<String>)> = Vec::new();
-    for (id, reader) in readers {
+    for (id, reader) in readers.iter().filter(|(id, _)| zones.contains_key(*id)) {
         match by_reader
             .iter_mut()
             .find(|(client, _)| std::ptr::eq(*client, *reader))
@@ -271,61 +355,65 @@ async fn add_tags(
             None => by_reader.push((reader, vec![id.clone()])),
         }
     }
+    let batches: Vec<(&Route53, &[String])> = by_reader
+        .iter()
+        .flat_map(|(reader, ids)| ids.chunks(TAG_BATCH).map(move |batch| (*reader, batch)))
+        .collect();
+    let reads = batches
+        .into_iter()
+        .map(|(reader, batch)| read_tag_batch(reader, batch))
+        .collect();
+    let read = join_bounded(reads, MAX_IN_FLIGHT).await?;
 
-    for (reader, ids) in &by_reader {
-        for batch in ids.chunks(TAG_BATCH) {
-            let request = reader
-                .client
-                .list_tags_for_resources()
-                .resource_type(TagResourceType::Hostedzone)
-                .set_resource_ids(Some(batch.to_vec()));
-            let answer = match send!(reader.site, "ListTagsForResources", request) {
-                Ok(answer) => answer,
-                // A zone of the batch was deleted after it was listed. The zones still there
-                // are read one by one, and the vanished ones are left out.
-                Err(error) if error.kind == ErrorKind::NotFound && batch.len() > 1 => {
-                    for id in batch {
-                        let single = reader
-                            .client
-                            .list_tags_for_resources()
-                            .resource_type(TagResourceType::Hostedzone)
-                            .resource_ids(id.clone());
-                        match send!(reader.site, "ListTagsForResources", single) {
-                            Ok(answer) => {
-                                for set in answer.resource_tag_sets() {
-                                    if let Some(zone) = zones.get_mut(id) {
-                                        zone.tags = route53_tags(set.tags());
-                                    }
-                                }
-                            }
-                            Err(error) if error.kind == ErrorKind::NotFound => {
-                                tracing::info!(zone = %id, "hosted zone deleted while being read, left out");
-                                zones.remove(id);
-                            }
-                            Err(error) => return Err(error),
-                        }
-                    }
-                    continue;
-                }
-                Err(error) if error.kind == ErrorKind::NotFound => {
-                    for id in batch {
-                        zones.remove(id);
-                    }
-                    continue;
-                }
-                Err(error) => return Err(error),
-            };
+    let mut all = PerZone {
+        found: BTreeMap::new(),
+        vanished: Vec::new(),
+    };
+    for batch in read {
+        all.found.extend(batch.found);
+        all.vanished.extend(batch.vanished);
+    }
+    Ok(all)
+}
+
+/// Reads the tags of the zones `batch` in one call. When a zone of the batch was deleted
+/// after it was listed, the call fails as a whole, so the zones are then read one by one and
+/// the vanished ones reported.
+async fn read_tag_batch(
+    reader: &Route53,
+    batch: &[String],
+) -> Result<PerZone<Tags>, ProviderError> {
+    let mut read = PerZone {
+        found: BTreeMap::new(),
+        vanished: Vec::new(),
+    };
+    let request = reader
+        .client
+        .list_tags_for_resources()
+        .resource_type(TagResourceType::Hostedzone)
+        .set_resource_ids(Some(batch.to_vec()));
+    match send!(reader.site, "ListTagsForResources", request) {
+        Ok(answer) => {
             for set in answer.resource_tag_sets() {
-                let Some(id) = set.resource_id().map(zone_id) else {
-                    continue;
-                };
-                if let Some(zone) = zones.get_mut(&id) {
-                    zone.tags = route53_tags(set.tags());
+                if let Some(id) = set.resource_id().map(zone_id) {
+                    read.found.insert(id, route53_tags(set.tags()));
                 }
             }
         }
+        Err(error) if error.kind == ErrorKind::NotFound && batch.len() > 1 => {
+            for id in batch {
+                let one = Box::pin(read_tag_batch(reader, std::slice::from_ref(id))).await?;
+                read.found.extend(one.found);
+                read.vanished.extend(one.vanished);
+            }
+        }
+        Err(error) if error.kind == ErrorKind::NotFound => {
+            tracing::info!(zone = %batch[0], "hosted zone deleted while being read, left out");
+            read.vanished.extend(batch.iter().cloned());
+        }
+        Err(error) => return Err(error),
     }
-    Ok(())
+    Ok(read)
 }
 
 /// Lists every record set of zone `id`, normalized and sorted.

@@ -17,6 +17,7 @@ use linkplan_engine::provider::{ErrorKind, ProviderError};
 use linkplan_engine::stack::{Context, Credentials};
 
 use crate::errors::CallSite;
+use crate::metrics::CallMetrics;
 
 /// The region Route 53 requests are signed for, whatever the hub's region: Route 53 is a global
 /// service whose API lives in us-east-1.
@@ -116,6 +117,8 @@ pub struct Clients {
     route53: BTreeMap<Credentials, Route53>,
     /// The endpoint override every client uses, as recorded in plan files.
     pub endpoint_url: Option<String>,
+    /// The calls of every client above.
+    pub metrics: CallMetrics,
 }
 
 impl Clients {
@@ -137,6 +140,7 @@ impl Clients {
         }
 
         let endpoints = ServiceEndpoints::resolve(shared.values())?;
+        let metrics = CallMetrics::default();
         let site = |service: &'static str, region: &str, endpoint: &Option<String>| CallSite {
             service,
             region: region.to_string(),
@@ -151,7 +155,9 @@ impl Clients {
                 .to_builder()
                 .region(Region::new(context.region.clone()))
                 .build();
-            let ec2_config = aws_sdk_ec2::config::Builder::from(&regional).build();
+            let ec2_config = aws_sdk_ec2::config::Builder::from(&regional)
+                .interceptor(metrics.counter("ec2"))
+                .build();
             ec2.insert(
                 context.clone(),
                 Ec2 {
@@ -159,7 +165,9 @@ impl Clients {
                     site: site("ec2", &context.region, &endpoints.ec2),
                 },
             );
-            let sts_config = aws_sdk_sts::config::Builder::from(&regional).build();
+            let sts_config = aws_sdk_sts::config::Builder::from(&regional)
+                .interceptor(metrics.counter("sts"))
+                .build();
             sts.insert(
                 context.clone(),
                 Sts {
@@ -173,6 +181,7 @@ impl Clients {
         for (credentials, config) in &shared {
             let route53_config = aws_sdk_route53::config::Builder::from(config)
                 .region(Region::from_static(ROUTE53_REGION))
+                .interceptor(metrics.counter("route53"))
                 .build();
             route53.insert(
                 credentials.clone(),
@@ -192,6 +201,7 @@ impl Clients {
             sts,
             route53,
             endpoint_url,
+            metrics,
         })
     }
 

@@ -359,6 +359,7 @@ fn stack(name: &str, hub: &TestVpc, services: &[String], zone: &str) -> Stack {
             route_table_ids: vec![hub.route_table_id.clone()],
             subnet_policy: SubnetPolicy::Fail,
             credentials: Credentials::default(),
+            endpoint_quota: linkplan_engine::stack::DEFAULT_ENDPOINT_QUOTA,
         },
         services: services
             .iter()
@@ -374,6 +375,7 @@ fn stack(name: &str, hub: &TestVpc, services: &[String], zone: &str) -> Stack {
             adopt: None,
         },
         spokes: Vec::new(),
+        backend: Default::default(),
     }
 }
 

@@ -1,0 +1,389 @@
+//! The AWS half of `scripts/bench`: call counts and wall times of `linkplan` against moto,
+//! behind the loopback proxy with a fixed delay on every request.
+//!
+//! ```text
+//! bench --linkplan target/debug/linkplan [--delay-ms 50] [--spokes 1,10,50]
+//! ```
+//!
+//! 1. For each spoke count N, a hub in us-east-1 and N spokes spread over four regions are
+//!    built and applied without delay. Then, with the delay on, a plan that finds no changes
+//!    is timed and its calls are counted by the proxy.
+//! 2. A hub without spokes is planned, then applied with the delay on and `-v`. The calls of
+//!    each step, from the `-v` report, weigh the plan's step graph, and its heaviest chain of
+//!    dependent steps gives the least time the steps can take at that delay.
+//!
+//! Each measurement starts a moto server of its own on 127.0.0.1, so that the account contains
+//! one hosted zone of the name, as in production, and no `scripts/local-aws stop` elsewhere
+//! can end it mid-run. Every request goes to that server
+//! through the proxy, with the testkit's dummy credentials.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use linkplan_engine::plan_file;
+use linkplan_testkit::{FaultProxy, LocalVpc, MotoServer, ProviderSide, VpcSpec};
+
+/// Regions of the spokes, round robin: the hub's own and three others.
+const SPOKE_REGIONS: [(&str, &str); 4] = [
+    ("eu-west-1", "euw1-az1"),
+    ("us-west-2", "usw2-az1"),
+    ("ap-southeast-2", "apse2-az1"),
+    ("us-east-1", "use1-az1"),
+];
+
+/// Fixture scripts run at once when a stack's VPCs are made; each takes about a second.
+const FIXTURE_THREADS: usize = 4;
+
+struct Options {
+    linkplan: PathBuf,
+    delay: Duration,
+    spoke_counts: Vec<usize>,
+}
+
+fn parse_options() -> anyhow::Result<Options> {
+    let mut linkplan = None;
+    let mut delay = Duration::from_millis(50);
+    let mut spoke_counts = vec![1, 10, 50];
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--linkplan" => linkplan = Some(PathBuf::from(value()?)),
+            "--delay-ms" => delay = Duration::from_millis(value()?.parse()?),
+            "--spokes" => {
+                spoke_counts = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .context("--spokes takes numbers separated by commas, such as 1,10,50")?;
+            }
+            other => bail!("unknown argument {other}: see the usage at the top of bench.rs"),
+        }
+    }
+    let linkplan = linkplan.context("--linkplan PATH is required")?;
+    ensure!(
+        linkplan.is_file(),
+        "linkplan binary {} not found: build it first",
+        linkplan.display()
+    );
+    // Each run's working folder is the stack's, so a relative path would not resolve there.
+    let linkplan = std::fs::canonicalize(&linkplan)
+        .with_context(|| format!("resolving {}", linkplan.display()))?;
+    Ok(Options {
+        linkplan,
+        delay,
+        spoke_counts,
+    })
+}
+
+/// A stack's config folder and its spoke VPCs.
+struct Stack {
+    name: String,
+    dir: PathBuf,
+    spokes: Vec<LocalVpc>,
+}
+
+/// Makes the hub and `spokes` spoke VPCs of a new stack and writes its config.
+fn make_stack(
+    server: &MotoServer,
+    provider: &ProviderSide,
+    name: &str,
+    spokes: usize,
+) -> anyhow::Result<Stack> {
+    let hub = server.vpc(VpcSpec::new(
+        "us-east-1",
+        "10.0.0.0/16",
+        &["use1-az1", "use1-az2"],
+    ));
+    let specs: Vec<VpcSpec> = (0..spokes)
+        .map(|index| {
+            let (region, zone) = SPOKE_REGIONS[index % SPOKE_REGIONS.len()];
+            // 10.1.0.0/20, 10.1.16.0/20, ...: distinct for up to 4,000 spokes.
+            let block = index + 16;
+            let cidr = format!("10.{}.{}.0/20", block / 16, (block % 16) * 16);
+            VpcSpec::new(region, &cidr, &[zone])
+        })
+        .collect();
+    let spokes = make_vpcs(server, specs);
+
+    let dir = std::env::temp_dir().join(format!("linkplan-bench-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(
+        dir.join("linkplan.toml"),
+        config(name, &hub, &spokes, provider),
+    )
+    .context("writing the config")?;
+    Ok(Stack {
+        name: name.to_string(),
+        dir,
+        spokes,
+    })
+}
+
+/// Makes the VPCs of `specs`, a few at a time, in the order given.
+fn make_vpcs(server: &MotoServer, specs: Vec<VpcSpec>) -> Vec<LocalVpc> {
+    let mut made = Vec::with_capacity(specs.len());
+    for chunk in specs.chunks(FIXTURE_THREADS) {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|spec| scope.spawn(|| server.vpc(spec.clone())))
+                .collect();
+            for handle in handles {
+                made.push(handle.join().expect("a fixture thread panicked"));
+            }
+        });
+    }
+    made
+}
+
+fn config(name: &str, hub: &LocalVpc, spokes: &[LocalVpc], provider: &ProviderSide) -> String {
+    let quoted = |ids: &[String]| {
+        ids.iter()
+            .map(|id| format!("{id:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let services = &provider.services;
+    let mut text = format!(
+        "name = \"{name}\"\n\n[hub]\nregion = \"us-east-1\"\nvpc_id = \"{}\"\n\
+         subnet_ids = [{}]\nroute_table_ids = [\"{}\"]\n\n[services]\nrelay = \"{}\"\n\
+         agents = \"{}\"\ndsmim = \"{}\"\napp = \"{}\"\n",
+        hub.vpc_id,
+        quoted(&hub.subnet_ids),
+        hub.route_table_ids[0],
+        services.relay,
+        services.agents,
+        services.dsmim,
+        services.app,
+    );
+    for (index, spoke) in spokes.iter().enumerate() {
+        text.push_str(&format!(
+            "\n[[spoke]]\nname = \"spoke{index}\"\nregion = \"{}\"\nvpc_id = \"{}\"\n\
+             route_table_ids = [\"{}\"]\n",
+            spoke.region, spoke.vpc_id, spoke.route_table_ids[0]
+        ));
+    }
+    text
+}
+
+/// One timed run of `linkplan`.
+struct Timed {
+    output: Output,
+    wall: Duration,
+    calls: u32,
+}
+
+/// Runs `linkplan ARGS` in the stack's folder through `proxy`, and counts its requests.
+fn linkplan(
+    options: &Options,
+    proxy: &FaultProxy,
+    stack: &Stack,
+    args: &[&str],
+    expected_code: i32,
+) -> anyhow::Result<Timed> {
+    proxy.reset_counts();
+    let mut command: Command = proxy.command(&options.linkplan);
+    command
+        .current_dir(&stack.dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .env("NO_COLOR", "1");
+    let started = Instant::now();
+    let output = command
+        .output()
+        .with_context(|| format!("running {}", options.linkplan.display()))?;
+    let wall = started.elapsed();
+    let code = output.status.code().unwrap_or(-1);
+    ensure!(
+        code == expected_code,
+        "linkplan {} on stack {} exited with {code}, expected {expected_code}:\n{}",
+        args.join(" "),
+        stack.name,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let calls = proxy.counts().values().sum();
+    Ok(Timed {
+        output,
+        wall,
+        calls,
+    })
+}
+
+/// Measures a no-change plan of a hub and `spokes` spokes.
+fn bench_plan(options: &Options, spokes: usize) -> anyhow::Result<()> {
+    let server = MotoServer::start().context("starting moto")?;
+    let provider = server.provider_side();
+    let server = &server;
+    let stack = make_stack(server, &provider, &format!("bench{spokes}"), spokes)?;
+    let proxy = FaultProxy::start(&server.endpoint);
+    linkplan(options, &proxy, &stack, &["plan", "--out", "setup.plan"], 0)?;
+    linkplan(
+        options,
+        &proxy,
+        &stack,
+        &["apply", "--auto-approve", "setup.plan"],
+        0,
+    )?;
+
+    proxy.set_delay(options.delay);
+    let args = ["plan", "--detailed-exitcode", "--out", "again.plan"];
+    let plan = linkplan(options, &proxy, &stack, &args, 0)?;
+    let bound = 3 * (2 + spokes);
+    println!(
+        "no-change plan  spokes={spokes:<3} vpcs={:<3} calls={:<4} (target <= {bound:<4}) wall={:>6} ms  wall/delay={:.1}",
+        stack.spokes.len() + 1,
+        plan.calls,
+        plan.wall.as_millis(),
+        plan.wall.as_secs_f64() / options.delay.as_secs_f64(),
+    );
+    let _ = std::fs::remove_dir_all(&stack.dir);
+    Ok(())
+}
+
+/// Returns the calls of each step from the `AWS calls by step:` table of a `-v` report.
+fn calls_by_step(stderr: &str) -> BTreeMap<String, u64> {
+    stderr
+        .lines()
+        .skip_while(|line| !line.starts_with("AWS calls by step:"))
+        .skip(2)
+        .map_while(|line| {
+            let mut fields = line.split_whitespace();
+            let step = fields.next()?;
+            let calls: u64 = fields.next()?.parse().ok()?;
+            let retries: u64 = fields.next()?.parse().ok()?;
+            Some((step.to_string(), calls + retries))
+        })
+        .collect()
+}
+
+/// Returns the calls on the heaviest chain of dependent steps of `plan_path`, and its steps.
+fn heaviest_chain(
+    plan_path: &Path,
+    calls: &BTreeMap<String, u64>,
+) -> anyhow::Result<(u64, Vec<String>)> {
+    let plan = plan_file::read(plan_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Steps are in execution order, so each step's dependencies come before it.
+    let mut heaviest: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
+    for step in &plan.steps {
+        let address = step.address.to_string();
+        let before = step
+            .depends_on
+            .iter()
+            .filter_map(|d| heaviest.get(&d.to_string()))
+            .max_by_key(|(weight, _)| *weight)
+            .cloned()
+            .unwrap_or_default();
+        let own = calls.get(&address).copied().unwrap_or(0);
+        let mut path = before.1;
+        path.push(format!("{address} ({own})"));
+        heaviest.insert(address, (before.0 + own, path));
+    }
+    Ok(heaviest
+        .into_values()
+        .max_by_key(|(weight, _)| *weight)
+        .unwrap_or_default())
+}
+
+/// An apply of a fresh hub: the run, the calls of each step and the plan's folder.
+struct HubApply {
+    apply: Timed,
+    by_step: BTreeMap<String, u64>,
+    stack: Stack,
+    server: MotoServer,
+    proxy: FaultProxy,
+}
+
+/// Plans a fresh hub on a new moto server without delay, then applies it with `delay` and `-v`.
+fn apply_fresh_hub(options: &Options, delay: Duration) -> anyhow::Result<HubApply> {
+    let server = MotoServer::start().context("starting moto")?;
+    let provider = server.provider_side();
+    let stack = make_stack(&server, &provider, "benchhub", 0)?;
+    let proxy = FaultProxy::start(&server.endpoint);
+    linkplan(options, &proxy, &stack, &["plan", "--out", "hub.plan"], 0)?;
+
+    proxy.set_delay(delay);
+    let args = ["apply", "-v", "--auto-approve", "hub.plan"];
+    let apply = linkplan(options, &proxy, &stack, &args, 0)?;
+    let stderr = String::from_utf8_lossy(&apply.output.stderr);
+    let by_step = calls_by_step(&stderr);
+    ensure!(
+        !by_step.is_empty(),
+        "the -v report of the apply has no calls by step:\n{stderr}"
+    );
+    Ok(HubApply {
+        apply,
+        by_step,
+        stack,
+        server,
+        proxy,
+    })
+}
+
+/// Measures the apply of a fresh hub, without delay and with it.
+fn bench_apply(options: &Options) -> anyhow::Result<()> {
+    let baseline = apply_fresh_hub(options, Duration::ZERO)?;
+    let _ = std::fs::remove_dir_all(&baseline.stack.dir);
+    drop(baseline.server);
+
+    let measured = apply_fresh_hub(options, options.delay)?;
+    let HubApply {
+        apply,
+        by_step,
+        stack,
+        proxy,
+        ..
+    } = &measured;
+    let (chain_calls, chain) = heaviest_chain(&stack.dir.join("hub.plan"), by_step)?;
+    let step_calls: u64 = by_step.values().sum();
+    let chain_time = options.delay * u32::try_from(chain_calls)?;
+
+    // The apply reads the live state again before its first step; a no-change plan of the
+    // applied hub makes the same read.
+    let reread = linkplan(
+        options,
+        proxy,
+        stack,
+        &["plan", "--detailed-exitcode", "--out", "after.plan"],
+        0,
+    )?;
+    println!(
+        "fresh-hub apply steps={} calls={} (steps {step_calls}) wall={} ms  \
+         heaviest chain={chain_calls} calls = {} ms  wall/chain={:.2} (target < 1.5)",
+        by_step.len(),
+        apply.calls,
+        apply.wall.as_millis(),
+        chain_time.as_millis(),
+        apply.wall.as_secs_f64() / chain_time.as_secs_f64(),
+    );
+    println!("  heaviest chain: {}", chain.join(" -> "));
+    println!(
+        "  the same apply without delay: {} ms, so {} ms come from the delay",
+        baseline.apply.wall.as_millis(),
+        apply.wall.saturating_sub(baseline.apply.wall).as_millis()
+    );
+    println!(
+        "  the read before the steps, timed as a no-change plan: {} calls, {} ms",
+        reread.calls,
+        reread.wall.as_millis()
+    );
+    let _ = std::fs::remove_dir_all(&stack.dir);
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let options = parse_options()?;
+    println!(
+        "{} ms added to every request by the loopback proxy",
+        options.delay.as_millis()
+    );
+    for &spokes in &options.spoke_counts {
+        bench_plan(&options, spokes)?;
+    }
+    bench_apply(&options)?;
+    Ok(())
+}
