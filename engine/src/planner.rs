@@ -21,7 +21,7 @@ use crate::resource::{
 };
 use crate::saas::WORKLOAD_SECURITY;
 use crate::stack::{Context, Spoke, Stack, SubnetPolicy};
-use crate::step::{Action, Step};
+use crate::step::{Action, Drift, Step};
 
 /// Whether a plan converges the stack on its config or removes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -39,6 +39,8 @@ pub struct Planned {
     pub unchanged: Vec<Address>,
     /// Warnings found while planning, such as subnets left out of an endpoint.
     pub warnings: Diagnostics,
+    /// Objects changed outside linkplan, sorted.
+    pub drift: Vec<Drift>,
 }
 
 /// Returns the steps that take the live state `observed` to what `stack` describes.
@@ -53,14 +55,19 @@ pub fn plan(stack: &Stack, observed: &Observed, mode: Mode) -> Result<Planned, D
         planned: Planned::default(),
         errors: Diagnostics::default(),
     };
-    match mode {
-        Mode::Apply => planner.converge(),
-        Mode::Destroy => planner.destroy(),
+    planner.objects_of_other_hub();
+    if !planner.errors.has_errors() {
+        match mode {
+            Mode::Apply => planner.converge(),
+            Mode::Destroy => planner.destroy(),
+        }
     }
     if planner.errors.has_errors() {
         return Err(planner.errors);
     }
     let mut planned = planner.planned;
+    planned.drift.sort();
+    planned.drift.dedup();
     let addresses: BTreeSet<Address> = planned.steps.iter().map(|s| s.address.clone()).collect();
     for step in &mut planned.steps {
         step.depends_on
@@ -180,6 +187,41 @@ impl<'a> Planner<'a> {
         self.errors.push(diagnostic);
     }
 
+    /// Reports `object` as changed outside linkplan, restored by step `restored_by`.
+    fn drifted(&mut self, object: String, found: String, restored_by: &Address) {
+        self.planned.drift.push(Drift {
+            object,
+            found,
+            restored_by: Some(restored_by.clone()),
+            left_alone: None,
+        });
+    }
+
+    /// Returns the stack's live private zone: the one tagged as its `zone`, or the one named
+    /// in `zone.adopt`.
+    fn owned_zone(&self) -> Option<&'a HostedZoneState> {
+        let observed = self.observed;
+        observed.hosted_zones.iter().find(|z| {
+            z.private
+                && z.name == self.stack.zone.name
+                && (self.has_address(&z.tags, &addresses::zone())
+                    || self.stack.zone.adopt.as_deref() == Some(z.zone_id.as_str()))
+        })
+    }
+
+    /// Reports whether linkplan set up DNS for `vpc_id` before: only a VPC with DNS support
+    /// and hostnames on is associated with the stack's zone.
+    fn associated_with_owned_zone(&self, vpc_id: &str) -> bool {
+        self.owned_zone()
+            .is_some_and(|z| z.vpcs.iter().any(|(vpc, _)| vpc == vpc_id))
+    }
+
+    /// Returns the stack's own active peering with `spoke`, which proves an earlier apply.
+    fn owned_active_peering(&self, spoke: &Spoke) -> Option<&'a PeeringState> {
+        self.live_peering(spoke)
+            .filter(|p| self.owned_by_stack(&p.tags) && p.status == "active")
+    }
+
     fn owned_by_stack(&self, tags: &resource::Tags) -> bool {
         tags.get(TAG_STACK).is_some_and(|s| *s == self.stack.name)
     }
@@ -195,6 +237,67 @@ impl<'a> Planner<'a> {
 
     fn has_address(&self, tags: &resource::Tags, address: &Address) -> bool {
         self.owned_by_stack(tags) && tags.get(TAG_ADDRESS).is_some_and(|a| a == address.as_str())
+    }
+
+    /// Rejects a stack whose tagged objects belong to another hub VPC, as when a stack name is
+    /// reused for a second hub: planning on would delete the first hub's spokes and point its
+    /// records away from its endpoints.
+    fn objects_of_other_hub(&mut self) {
+        let hub = self.stack.hub.vpc_id.as_str();
+        let mut found: Vec<String> = Vec::new();
+        for endpoint in &self.observed.endpoints {
+            if !endpoint.is_gone() && self.owned_by_stack(&endpoint.tags) && endpoint.vpc_id != hub
+            {
+                found.push(format!(
+                    "endpoint `{}` in `{}`",
+                    endpoint.endpoint_id, endpoint.vpc_id
+                ));
+            }
+        }
+        for group in &self.observed.security_groups {
+            if self.owned_by_stack(&group.tags) && group.vpc_id != hub {
+                found.push(format!(
+                    "security group `{}` in `{}`",
+                    group.group_id, group.vpc_id
+                ));
+            }
+        }
+        for zone in &self.observed.hosted_zones {
+            if self.has_address(&zone.tags, &addresses::zone())
+                && !zone.vpcs.iter().any(|(vpc, _)| vpc == hub)
+            {
+                let vpcs: Vec<&str> = zone.vpcs.iter().map(|(vpc, _)| vpc.as_str()).collect();
+                found.push(format!(
+                    "zone `{}` on `{}`",
+                    zone.zone_id,
+                    vpcs.join("`, `")
+                ));
+            }
+        }
+        for peering in &self.observed.peerings {
+            if !peering.is_dead()
+                && self.owned_by_stack(&peering.tags)
+                && peering.requester_vpc_id != hub
+                && peering.accepter_vpc_id != hub
+            {
+                found.push(format!(
+                    "peering `{}` of `{}`",
+                    peering.peering_id, peering.requester_vpc_id
+                ));
+            }
+        }
+        if found.is_empty() {
+            return;
+        }
+        self.error(
+            Diagnostic::error(format!(
+                "stack `{}` already has objects outside the hub VPC `{hub}`: {}",
+                self.stack.name,
+                found.join(", ")
+            ))
+            .with_detail("a stack has one hub; these objects carry its tags but belong to another VPC")
+            .with_help("give this config another `name`, or set `hub.vpc_id` back to the VPC the stack was applied to"),
+        );
     }
 
     fn converge(&mut self) {
@@ -213,6 +316,44 @@ impl<'a> Planner<'a> {
             self.spoke(spoke, zone.as_ref());
         }
         self.orphan_peerings();
+        self.foreign_associations();
+    }
+
+    /// Reports VPCs associated with the stack's zone that are neither the hub nor a spoke of
+    /// the config, nor a removed spoke this plan disassociates. linkplan leaves them alone:
+    /// someone chose to share the zone with them.
+    fn foreign_associations(&mut self) {
+        let Some(zone) = self.owned_zone() else {
+            return;
+        };
+        let disassociated: BTreeSet<String> = self
+            .planned
+            .steps
+            .iter()
+            .filter_map(|s| match &s.before {
+                Some(Resource::ZoneAssociation(a)) if s.action == Action::Delete => {
+                    Some(a.vpc_id.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        for (vpc, region) in &zone.vpcs {
+            let managed = *vpc == self.stack.hub.vpc_id
+                || self.stack.spokes.iter().any(|s| &s.vpc_id == vpc)
+                || disassociated.contains(vpc);
+            if managed {
+                continue;
+            }
+            self.planned.drift.push(Drift {
+                object: format!("association of zone {} with VPC {vpc}", zone.zone_id),
+                found: format!("VPC {vpc} in {region} was associated outside linkplan"),
+                restored_by: None,
+                left_alone: Some(
+                    "it is neither the hub nor a spoke of the config; add it as a spoke to manage it"
+                        .to_string(),
+                ),
+            });
+        }
     }
 
     /// Plans DNS support, then DNS hostnames, on one VPC, and returns the steps to wait for.
@@ -234,6 +375,13 @@ impl<'a> Planner<'a> {
             if enabled {
                 self.unchanged(address);
                 continue;
+            }
+            if self.associated_with_owned_zone(vpc_id) {
+                self.drifted(
+                    format!("VPC {vpc_id} attribute {}", attribute.api_name()),
+                    "turned off, so the VPC no longer resolves the private zone".to_string(),
+                    &address,
+                );
             }
             let resource = |enabled| {
                 Resource::VpcAttribute(VpcAttribute {
@@ -274,6 +422,25 @@ impl<'a> Planner<'a> {
             return Some(Handle::known(&group.group_id));
         }
         let name = security_group_name(&self.stack.name);
+        // EC2 rejects a second group of the same name in a VPC, but only at apply.
+        if let Some(group) = self
+            .observed
+            .security_groups
+            .iter()
+            .find(|g| g.vpc_id == self.stack.hub.vpc_id && g.group_name == name)
+        {
+            self.error(
+                Diagnostic::error(format!(
+                    "security group `{}` in the hub VPC is named {name}, the name linkplan gives the stack's group, but does not carry the stack's tags",
+                    group.group_id
+                ))
+                .with_help(format!(
+                    "delete it, or tag it `linkplan:stack = {}` and `linkplan:address = {address}` to let linkplan manage it",
+                    self.stack.name
+                )),
+            );
+            return None;
+        }
         self.push(Step {
             address: address.clone(),
             action: Action::Create,
@@ -706,7 +873,7 @@ impl<'a> Planner<'a> {
                     name: zone.name.clone(),
                     vpc_id: hub_vpc.clone(),
                     vpc_region: self.stack.hub.region.clone(),
-                    comment: String::new(),
+                    comment: zone.comment.clone(),
                     tags,
                 })
             };
@@ -854,11 +1021,7 @@ impl<'a> Planner<'a> {
             self.unchanged(address);
             return;
         }
-        let drifted = before.iter().any(|b| {
-            wanted
-                .iter()
-                .any(|w| w.name == b.name && w.target_dns_name.as_known().is_some() && w != b)
-        });
+        let drifted = self.record_drift(zone, &before, &wanted, &address);
         let action = if before.is_empty() {
             Action::Create
         } else {
@@ -882,6 +1045,95 @@ impl<'a> Planner<'a> {
                 records: wanted,
             })),
         });
+    }
+
+    /// Rejects the destruction of `zone` while it holds records or VPC associations that
+    /// linkplan did not make: Route 53 refuses to delete a zone with records in it, which would
+    /// stop a destroy half way, and deleting the zone would drop the other VPCs' names.
+    fn zone_holds_only_ours(&mut self, zone: &HostedZoneState) {
+        let managed_names: BTreeSet<String> = self
+            .stack
+            .services
+            .iter()
+            .map(|s| self.stack.zone.record_name(&s.host))
+            .collect();
+        let foreign: Vec<String> = self
+            .observed
+            .records
+            .get(&zone.zone_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| !(r.name == zone.name && matches!(r.record_type.as_str(), "SOA" | "NS")))
+            .filter(|r| {
+                !(managed_names.contains(&r.name) && r.record_type == "A" && r.alias.is_some())
+            })
+            .map(|r| format!("{} ({})", r.name, r.record_type))
+            .collect();
+        if !foreign.is_empty() {
+            self.error(
+                Diagnostic::error(format!(
+                    "zone `{}` holds records linkplan did not write: {}",
+                    zone.zone_id,
+                    foreign.join(", ")
+                ))
+                .with_detail("Route 53 deletes only an empty zone, so the destroy would stop half way")
+                .with_help("delete those records or move them to another zone, then plan the destroy again"),
+            );
+        }
+        let ours: BTreeSet<&str> = std::iter::once(self.stack.hub.vpc_id.as_str())
+            .chain(self.stack.spokes.iter().map(|s| s.vpc_id.as_str()))
+            .collect();
+        let others: Vec<&str> = zone
+            .vpcs
+            .iter()
+            .map(|(vpc, _)| vpc.as_str())
+            .filter(|vpc| !ours.contains(vpc))
+            .collect();
+        if !others.is_empty() {
+            self.error(
+                Diagnostic::error(format!(
+                    "zone `{}` is also associated with {}, which are neither the hub nor a spoke of the config",
+                    zone.zone_id,
+                    others.join(", ")
+                ))
+                .with_detail("deleting the zone would take the Workload Security names away from those VPCs too")
+                .with_help("disassociate those VPCs from the zone, or add them as spokes, then plan the destroy again"),
+            );
+        }
+    }
+
+    /// Reports the records of the stack's zone that differ from what linkplan wrote, and
+    /// whether there are any. Only records whose endpoint already exists can have drifted:
+    /// the others were never written.
+    fn record_drift(
+        &mut self,
+        zone: &ZoneHandle,
+        before: &[AliasRecord],
+        wanted: &[AliasRecord],
+        address: &Address,
+    ) -> bool {
+        let zone_is_ours = zone
+            .live
+            .is_some_and(|z| self.has_address(&z.tags, &addresses::zone()));
+        let mut drifted = false;
+        for record in wanted {
+            let Some(target) = record.target_dns_name.as_known() else {
+                continue;
+            };
+            let found = match before.iter().find(|b| b.name == record.name) {
+                Some(live) if live == record => continue,
+                Some(live) => format!(
+                    "alias to {}, where linkplan points it at {target}",
+                    live.target_dns_name.as_known().unwrap_or_default()
+                ),
+                None if zone_is_ours => format!("missing; linkplan points it at {target}"),
+                None => continue,
+            };
+            drifted = true;
+            self.drifted(format!("record {}", record.name), found, address);
+        }
+        drifted
     }
 
     fn spoke(&mut self, spoke: &Spoke, zone: Option<&ZoneHandle>) {
@@ -1137,6 +1389,16 @@ impl<'a> Planner<'a> {
             );
             return;
         }
+        if let (Some(live), Some(_)) = (zone.live, self.owned_active_peering(spoke)) {
+            self.drifted(
+                format!(
+                    "association of zone {} with VPC {}",
+                    live.zone_id, spoke.vpc_id
+                ),
+                "missing, though the spoke's peering is in place".to_string(),
+                &address,
+            );
+        }
         let mut depends_on: Vec<Address> = zone.id.step.iter().cloned().collect();
         depends_on.extend(spoke_dns.iter().cloned());
         let hub_account = self.observed.account(&self.hub_context());
@@ -1328,6 +1590,7 @@ impl<'a> Planner<'a> {
         let mut endpoint_dependents = Vec::new();
 
         if let Some(zone) = zone {
+            self.zone_holds_only_ours(zone);
             let records: Vec<AliasRecord> = self
                 .observed
                 .records
@@ -1403,7 +1666,7 @@ impl<'a> Planner<'a> {
                     name: zone.name.clone(),
                     vpc_id: self.stack.hub.vpc_id.clone(),
                     vpc_region: self.stack.hub.region.clone(),
-                    comment: String::new(),
+                    comment: zone.comment.clone(),
                     tags: zone.tags.clone(),
                 })),
                 after: None,
@@ -1497,7 +1760,7 @@ impl<'a> Planner<'a> {
                 before: Some(Resource::SecurityGroup(SecurityGroup {
                     vpc_id: group.vpc_id.clone(),
                     group_name: group.group_name.clone(),
-                    description: String::new(),
+                    description: group.description.clone(),
                     tags: group.tags.clone(),
                 })),
                 after: None,

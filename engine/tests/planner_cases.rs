@@ -87,6 +87,7 @@ fn converged(stack: &Stack) -> Observed {
         observed.security_groups.push(SecurityGroupState {
             group_id: GROUP_ID.to_string(),
             group_name: planner::security_group_name(&stack.name),
+            description: String::new(),
             vpc_id: HUB_VPC.to_string(),
             tags: support::stack_tags(&stack.name, address),
             ingress,
@@ -97,6 +98,7 @@ fn converged(stack: &Stack) -> Observed {
             observed.security_groups.push(SecurityGroupState {
                 group_id: group_id.clone(),
                 group_name: group_id.clone(),
+                description: String::new(),
                 vpc_id: HUB_VPC.to_string(),
                 tags: Default::default(),
                 ingress: ingress.clone(),
@@ -573,8 +575,8 @@ fn dns_entry_order_does_not_change_fingerprints() {
     reordered.endpoints[0].dns_entries.reverse();
 
     assert_eq!(
-        zonal_first.fingerprints(&stack),
-        reordered.fingerprints(&stack),
+        zonal_first.snapshot(&stack),
+        reordered.snapshot(&stack),
         "a describe that lists the same DNS entries in another order does not make a plan stale"
     );
 }
@@ -1336,8 +1338,8 @@ fn other_teams_zones_do_not_change_fingerprints() {
     other.vpcs = vec![("vpc-0ffffffffffffffff".to_string(), "us-east-1".to_string())];
     with_other.hosted_zones.push(other.clone());
     assert_eq!(
-        observed.fingerprints(&stack),
-        with_other.fingerprints(&stack),
+        observed.snapshot(&stack),
+        with_other.snapshot(&stack),
         "a same-name zone on another team's VPC does not make a plan stale"
     );
 
@@ -1345,8 +1347,251 @@ fn other_teams_zones_do_not_change_fingerprints() {
     other.vpcs = vec![(stack.hub.vpc_id.clone(), "us-east-1".to_string())];
     on_hub.hosted_zones.push(other);
     assert_ne!(
-        observed.fingerprints(&stack),
-        on_hub.fingerprints(&stack),
+        observed.snapshot(&stack),
+        on_hub.snapshot(&stack),
         "a same-name zone that appears on the hub VPC does"
+    );
+}
+
+/// Returns the drift of `planned` as `object: found => response` lines.
+fn drift_lines(planned: &Planned) -> Vec<String> {
+    planned
+        .drift
+        .iter()
+        .map(|d| {
+            let response = match (&d.restored_by, &d.left_alone) {
+                (Some(address), _) => format!("restored by {address}"),
+                (None, Some(reason)) => format!("left alone: {reason}"),
+                (None, None) => "left alone".to_string(),
+            };
+            format!("{}: {} => {response}", d.object, d.found)
+        })
+        .collect()
+}
+
+#[test]
+fn retargeted_record_is_drift_restored_by_records() {
+    let stack = two_services("");
+    let mut observed = converged(&stack);
+    let wrong = support::regional_entry("vpce-0000000f", RELAY_SERVICE).dns_name;
+    let records = observed
+        .records
+        .get_mut(ZONE_ID)
+        .expect("the zone's records");
+    records[1] = support::alias_record(&record_name("relay"), &wrong, ENDPOINT_ZONE_ID);
+
+    let planned = plan(&stack, &observed);
+    let wanted = support::regional_entry(&endpoint_id(1), RELAY_SERVICE).dns_name;
+    assert_eq!(
+        drift_lines(&planned),
+        [format!(
+            "record relay.{ZONE_NAME}: alias to {wrong}, where linkplan points it at {wanted} => restored by records"
+        )],
+        "the hand-made change is drift, put back by the records step"
+    );
+}
+
+#[test]
+fn deleted_record_is_drift() {
+    let stack = two_services("");
+    let mut observed = converged(&stack);
+    observed
+        .records
+        .get_mut(ZONE_ID)
+        .expect("the zone's records")
+        .remove(1);
+
+    let planned = plan(&stack, &observed);
+    assert_eq!(addresses(&planned.steps), ["records"]);
+    let lines = drift_lines(&planned);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "record relay.{ZONE_NAME}: missing; linkplan points it at "
+        )),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn new_service_record_is_not_drift() {
+    let stack = two_services("");
+    let mut observed = converged(&stack);
+    // The relay endpoint and its record were never made: the service is new in the config.
+    observed.endpoints.remove(1);
+    observed
+        .records
+        .get_mut(ZONE_ID)
+        .expect("the zone's records")
+        .remove(1);
+
+    let planned = plan(&stack, &observed);
+    assert!(
+        planned.drift.is_empty(),
+        "a record for a new service is a change of the config: {:?}",
+        drift_lines(&planned)
+    );
+}
+
+#[test]
+fn dns_turned_off_on_associated_vpc_is_drift() {
+    let stack = two_services("");
+    let mut observed = converged(&stack);
+    observed
+        .vpcs
+        .get_mut(HUB_VPC)
+        .and_then(Option::as_mut)
+        .expect("the hub VPC")
+        .dns_hostnames = false;
+
+    let planned = plan(&stack, &observed);
+    assert_eq!(
+        drift_lines(&planned),
+        [format!(
+            "VPC {HUB_VPC} attribute enableDnsHostnames: turned off, so the VPC no longer resolves the private zone => restored by vpc.hub.dns_hostnames"
+        )]
+    );
+}
+
+#[test]
+fn dns_off_on_fresh_vpc_is_not_drift() {
+    let stack = two_services("");
+    let mut observed = support::empty_hub(&stack);
+    observed
+        .vpcs
+        .get_mut(HUB_VPC)
+        .and_then(Option::as_mut)
+        .expect("the hub VPC")
+        .dns_hostnames = false;
+    let planned = plan(&stack, &observed);
+    assert!(planned.drift.is_empty(), "{:?}", drift_lines(&planned));
+}
+
+#[test]
+fn removed_spoke_association_is_drift() {
+    let (stack, mut observed) = converged_with_spoke();
+    observed.hosted_zones[0]
+        .vpcs
+        .retain(|(vpc, _)| vpc != SPOKE_VPC);
+
+    let planned = plan(&stack, &observed);
+    assert_eq!(addresses(&planned.steps), ["zone_association.eu"]);
+    assert_eq!(
+        drift_lines(&planned),
+        [format!(
+            "association of zone {ZONE_ID} with VPC {SPOKE_VPC}: missing, though the spoke's peering is in place => restored by zone_association.eu"
+        )]
+    );
+}
+
+#[test]
+fn vpc_associated_by_hand_is_reported_and_left_alone() {
+    let stack = two_services("");
+    let mut observed = converged(&stack);
+    observed.hosted_zones[0]
+        .vpcs
+        .push(("vpc-0000cccc".to_string(), "us-west-2".to_string()));
+
+    let planned = plan(&stack, &observed);
+    assert!(
+        planned.steps.is_empty(),
+        "nothing touches the third VPC: {:?}",
+        addresses(&planned.steps)
+    );
+    assert_eq!(
+        drift_lines(&planned),
+        [format!(
+            "association of zone {ZONE_ID} with VPC vpc-0000cccc: VPC vpc-0000cccc in us-west-2 was associated outside linkplan => left alone: it is neither the hub nor a spoke of the config; add it as a spoke to manage it"
+        )]
+    );
+}
+
+#[test]
+fn stack_name_reused_on_other_hub_is_error() {
+    let stack = two_services("");
+    let mut observed = converged(&stack);
+    // The same stack name, applied before to another hub VPC.
+    for endpoint in &mut observed.endpoints {
+        endpoint.vpc_id = "vpc-0000ffff".to_string();
+    }
+    observed.security_groups[0].vpc_id = "vpc-0000ffff".to_string();
+    observed.hosted_zones[0].vpcs = vec![("vpc-0000ffff".to_string(), "us-east-1".to_string())];
+
+    let errors = plan_errors(&stack, &observed);
+    assert_eq!(
+        error_summaries(&errors),
+        [format!(
+            "stack `web` already has objects outside the hub VPC `{HUB_VPC}`: endpoint `vpce-00000001` in `vpc-0000ffff`, endpoint `vpce-00000002` in `vpc-0000ffff`, security group `{GROUP_ID}` in `vpc-0000ffff`, zone `{ZONE_ID}` on `vpc-0000ffff`"
+        )]
+    );
+}
+
+#[test]
+fn untagged_group_with_linkplan_name_is_error() {
+    let stack = two_services("");
+    let mut observed = support::empty_hub(&stack);
+    observed.security_groups.push(SecurityGroupState {
+        group_id: "sg-0000000f".to_string(),
+        group_name: planner::security_group_name("web"),
+        description: String::new(),
+        vpc_id: HUB_VPC.to_string(),
+        tags: Default::default(),
+        ingress: Vec::new(),
+    });
+
+    let errors = plan_errors(&stack, &observed);
+    assert_eq!(
+        error_summaries(&errors),
+        [
+            "security group `sg-0000000f` in the hub VPC is named linkplan-web-endpoints, the name linkplan gives the stack's group, but does not carry the stack's tags"
+        ]
+    );
+}
+
+fn destroy_errors(stack: &Stack, observed: &Observed) -> Vec<String> {
+    match planner::plan(stack, observed, Mode::Destroy) {
+        Ok(planned) => panic!("the destroy should fail: {:?}", addresses(&planned.steps)),
+        Err(errors) => error_summaries(&errors),
+    }
+}
+
+#[test]
+fn destroy_of_zone_with_foreign_record_is_error() {
+    let stack = two_services("");
+    let mut observed = converged(&stack);
+    observed
+        .records
+        .get_mut(ZONE_ID)
+        .expect("the zone's records")
+        .push(RecordState {
+            name: format!("help.{ZONE_NAME}"),
+            record_type: "CNAME".to_string(),
+            alias: None,
+            values: vec!["docs.example.com".to_string()],
+            ttl: Some(300),
+            set_identifier: None,
+        });
+
+    assert_eq!(
+        destroy_errors(&stack, &observed),
+        [format!(
+            "zone `{ZONE_ID}` holds records linkplan did not write: help.{ZONE_NAME} (CNAME)"
+        )]
+    );
+}
+
+#[test]
+fn destroy_of_zone_shared_with_other_vpc_is_error() {
+    let stack = two_services("");
+    let mut observed = converged(&stack);
+    observed.hosted_zones[0]
+        .vpcs
+        .push(("vpc-0000cccc".to_string(), "us-west-2".to_string()));
+
+    assert_eq!(
+        destroy_errors(&stack, &observed),
+        [format!(
+            "zone `{ZONE_ID}` is also associated with vpc-0000cccc, which are neither the hub nor a spoke of the config"
+        )]
     );
 }
