@@ -29,7 +29,13 @@ pub struct GlobalArgs {
     pub no_color: bool,
 
     /// AWS API endpoint for every EC2, Route 53 and STS client, e.g. a local emulator
-    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "AWS_ENDPOINT_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub endpoint_url: Option<String>,
 
     /// Seconds to wait for a connection to an AWS endpoint
@@ -63,9 +69,9 @@ pub enum Command {
     )]
     Apply(ApplyArgs),
 
-    /// Print a plan file again
+    /// Print a plan file again, after checking its digest
     #[command(
-        after_help = "Examples:\n  linkplan show plans/workload-security.plan\n  linkplan show --format json plans/workload-security.plan"
+        after_help = "Examples:\n  linkplan show plans/workload-security.plan\n  linkplan show --format json plans/workload-security.plan | jq '.steps[].address'\n  linkplan show --format markdown plans/workload-security.plan > plan-comment.md"
     )]
     Show(ShowArgs),
 
@@ -74,12 +80,79 @@ pub enum Command {
     Rollback(RollbackArgs),
 
     /// Remove a stack's lock left by an apply that died
-    #[command(after_help = "Example:\n  linkplan unlock workload-security --force")]
+    #[command(
+        after_help = "Examples:\n  linkplan unlock workload-security --force\n  linkplan unlock workload-security --force --plan plans/workload-security.plan\n  linkplan unlock workload-security --force --config linkplan.toml"
+    )]
     Unlock(UnlockArgs),
 
     /// Check the config offline, without calling AWS
     #[command(after_help = "Example:\n  linkplan validate --config linkplan.toml")]
     Validate(ConfigArgs),
+
+    /// Check that each host name resolves to the private addresses of its endpoint
+    #[command(
+        after_help = "Examples:\n  linkplan verify                      # inside a VPC associated with the zone\n  linkplan verify --resolver 10.0.0.2\n  linkplan verify --resolver 127.0.0.1:5353\n\nExit codes: 0 when every name matches, 5 when one does not, 1 on other errors."
+    )]
+    Verify(VerifyArgs),
+
+    /// Discover a VPC and write a first linkplan.toml for it
+    #[command(
+        after_help = "Examples:\n  linkplan init --vpc vpc-0123456789abcdef0\n  linkplan init --vpc vpc-0123456789abcdef0 --config prod.toml --force\n  linkplan init --vpc vpc-0a1b2c3d --service relay=com.amazonaws.vpce.us-east-1.vpce-svc-0a1b2c3d"
+    )]
+    Init(InitArgs),
+
+    /// Print the IAM policy that allows every AWS call linkplan makes
+    #[command(
+        after_help = "Examples:\n  linkplan iam-policy > linkplan-policy.json\n  linkplan iam-policy --state-bucket my-linkplan-state\n  aws iam create-policy --policy-name linkplan --policy-document \"$(linkplan iam-policy)\""
+    )]
+    IamPolicy(IamPolicyArgs),
+
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  linkplan completions bash > ~/.local/share/bash-completion/completions/linkplan\n  linkplan completions zsh > \"${fpath[1]}/_linkplan\"\n  linkplan completions fish > ~/.config/fish/completions/linkplan.fish"
+    )]
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Id of the hub VPC that gets the interface endpoints
+    #[arg(long, value_name = "VPC_ID")]
+    pub vpc: String,
+
+    /// Region of the VPC and of the endpoint services
+    #[arg(long, default_value = "us-east-1", value_name = "REGION")]
+    pub region: String,
+
+    /// Config file to write
+    #[arg(long, short, default_value = "linkplan.toml", value_name = "FILE")]
+    pub config: PathBuf,
+
+    /// Overwrite the config file if it exists
+    #[arg(long)]
+    pub force: bool,
+
+    /// Stack name written to the config
+    #[arg(long, default_value = "workload-security", value_name = "NAME")]
+    pub name: String,
+
+    /// Endpoint service of one host instead of the Workload Security default; repeatable
+    #[arg(long = "service", value_name = "HOST=SERVICE_NAME", value_parser = crate::commands::init::parse_service)]
+    pub services: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct IamPolicyArgs {
+    /// S3 bucket of the state backend; scopes the S3 statement to it [default: every bucket]
+    #[arg(long, value_name = "BUCKET")]
+    pub state_bucket: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell to print the completion script for
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +160,16 @@ pub struct ConfigArgs {
     /// Config file to read
     #[arg(long, short, default_value = "linkplan.toml", value_name = "FILE")]
     pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// DNS server to query instead of the system resolver; port 53 unless given
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = crate::commands::verify::parse_resolver)]
+    pub resolver: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +245,14 @@ pub struct UnlockArgs {
     /// Folder of the local backend: the `.linkplan` folder beside the stack's plan files
     #[arg(long, default_value = "plans/.linkplan", value_name = "DIR")]
     pub backend_dir: PathBuf,
+
+    /// Config of the stack: the lock is in the backend its `[backend]` table names
+    #[arg(long, short, value_name = "FILE", conflicts_with_all = ["plan", "backend_dir"])]
+    pub config: Option<PathBuf>,
+
+    /// Plan file of the stack: the lock is in the backend the plan was made with
+    #[arg(long, value_name = "PLANFILE", conflicts_with = "backend_dir")]
+    pub plan: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -177,6 +268,10 @@ pub struct ShowArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// The view `plan` prints, with the warnings recorded when planning
     Text,
+    /// One document for policy tools; docs/plan-file.md lists its keys
     Json,
+    /// A summary table, then the details per resource, for a pull-request comment
+    Markdown,
 }

@@ -10,6 +10,8 @@ use crate::exit;
 #[derive(Debug)]
 pub struct CliError {
     pub message: String,
+    /// Lines printed under the message, each as `  - detail`.
+    pub details: Vec<String>,
     pub help: Option<String>,
     pub code: u8,
 }
@@ -18,9 +20,15 @@ impl CliError {
     pub fn new(message: impl Into<String>) -> Self {
         CliError {
             message: message.into(),
+            details: Vec::new(),
             help: None,
             code: exit::ERROR,
         }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.details.push(detail.into());
+        self
     }
 
     pub fn help(mut self, help: impl Into<String>) -> Self {
@@ -34,6 +42,7 @@ impl CliError {
         let noun = if errors == 1 { "error" } else { "errors" };
         CliError {
             message: format!("{diagnostics}\n{errors} {noun}; nothing was written"),
+            details: Vec::new(),
             help: None,
             code: exit::ERROR,
         }
@@ -46,6 +55,9 @@ impl fmt::Display for CliError {
             write!(f, "{}", self.message)?;
         } else {
             write!(f, "error: {}", self.message)?;
+        }
+        for detail in &self.details {
+            write!(f, "\n  - {detail}")?;
         }
         if let Some(help) = &self.help {
             write!(f, "\nhelp: {help}")?;

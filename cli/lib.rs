@@ -5,6 +5,7 @@
 //! stderr, so `linkplan plan > plan.txt` captures just the plan.
 
 pub mod args;
+pub mod backend;
 pub mod commands;
 pub mod error;
 pub mod exit;
@@ -39,6 +40,9 @@ pub fn run() -> u8 {
         cli.global.verbose,
         color_allowed && std::io::stderr().is_terminal(),
     );
+    if cli.global.verbose > 0 || std::env::var_os("RUST_LOG").is_some() {
+        progress::disable_spinners();
+    }
     let palette = Palette::new(color);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -50,8 +54,12 @@ pub fn run() -> u8 {
             Command::Apply(args) => commands::apply::run(args, &cli.global, &palette).await,
             Command::Show(args) => commands::show::run(args, &palette),
             Command::Rollback(args) => commands::rollback::run(args, &cli.global, &palette).await,
-            Command::Unlock(args) => commands::unlock::run(args),
+            Command::Unlock(args) => commands::unlock::run(args, &cli.global).await,
             Command::Validate(args) => commands::validate::run(args),
+            Command::Verify(args) => commands::verify::run(args, &cli.global).await,
+            Command::Init(args) => commands::init::run(args, &cli.global).await,
+            Command::IamPolicy(args) => commands::iam_policy::run(args),
+            Command::Completions(args) => commands::completions::run(args),
         }
     });
     match result {
@@ -72,8 +80,16 @@ fn init_logging(verbose: u8, color: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // From -vv on, the end of each span is logged with its duration, so every step's span,
+    // which carries the step's address, shows how long the step took.
+    let span_events = if verbose >= 2 {
+        tracing_subscriber::fmt::format::FmtSpan::CLOSE
+    } else {
+        tracing_subscriber::fmt::format::FmtSpan::NONE
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_span_events(span_events)
         .with_ansi(color)
         .with_writer(std::io::stderr)
         .try_init();

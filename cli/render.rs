@@ -1,4 +1,5 @@
-//! Views of a plan: text for people (colored on a terminal), JSON for policy tools.
+//! Views of a plan: text for people (colored on a terminal), Markdown for a pull-request
+//! comment, JSON for policy tools.
 //!
 //! The views only format what the engine computed. Attributes are compared as TOML values,
 //! so every resource kind is drawn the same way: `+` added, `-` removed, `~` changed, and
@@ -8,7 +9,7 @@ use std::fmt::Write;
 
 use console::Style;
 use linkplan_engine::plan_file::{Plan, Summary};
-use linkplan_engine::step::{Action, Step};
+use linkplan_engine::step::{Action, Drift, Step};
 
 /// Colors of the text view. With color off, every style is plain.
 #[derive(Clone)]
@@ -44,9 +45,9 @@ impl Palette {
     }
 }
 
-/// Renders the whole plan as text: the legend, each step, then the summary line.
+/// Renders the whole plan as text: drift, the legend, each step, then the summary line.
 pub fn plan_text(plan: &Plan, palette: &Palette) -> String {
-    let mut out = String::new();
+    let mut out = drift_text(plan, palette);
     if plan.steps.is_empty() {
         let _ = writeln!(
             out,
@@ -81,6 +82,67 @@ pub fn plan_text(plan: &Plan, palette: &Palette) -> String {
     }
     out.push('\n');
     let _ = writeln!(out, "{}", summary_line(&plan.summary, palette));
+    out
+}
+
+/// Renders the objects changed outside linkplan, each with what the plan does about it, then a
+/// blank line; nothing when there are none.
+pub fn drift_text(plan: &Plan, palette: &Palette) -> String {
+    let mut out = String::new();
+    if plan.drift.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        palette
+            .bold
+            .apply_to("Drift: objects changed outside linkplan since the stack was applied")
+    );
+    for drift in &plan.drift {
+        let _ = writeln!(
+            out,
+            "  {} {}: {}",
+            palette.update.apply_to("!"),
+            drift.object,
+            drift.found
+        );
+        let _ = writeln!(
+            out,
+            "      {}",
+            palette.dim.apply_to(drift_response(plan, drift))
+        );
+    }
+    out.push('\n');
+    out
+}
+
+/// Returns what the plan does about `drift`: the step that restores it, or why it is left
+/// alone.
+fn drift_response(plan: &Plan, drift: &Drift) -> String {
+    match (&drift.restored_by, &drift.left_alone) {
+        (Some(address), _) => {
+            let action = plan
+                .step(address)
+                .map_or("restored", |s| s.action.future_tense());
+            format!("restored: {address} {action}")
+        }
+        (None, Some(reason)) => format!("left alone: {reason}"),
+        (None, None) => "left alone".to_string(),
+    }
+}
+
+/// Renders the warnings recorded when the plan was made, for views of a plan file; `plan`
+/// itself prints them in full as it finds them.
+pub fn warnings_text(plan: &Plan, palette: &Palette) -> String {
+    let mut out = String::new();
+    if plan.warnings.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "\n{}", palette.bold.apply_to("Warnings when planned:"));
+    for warning in &plan.warnings {
+        let _ = writeln!(out, "  {} {warning}", palette.update.apply_to("warning:"));
+    }
     out
 }
 
@@ -418,16 +480,119 @@ pub fn plan_json(plan: &Plan) -> String {
         "format_version": plan.format_version,
         "linkplan_version": plan.linkplan_version,
         "plan_id": plan.id(),
-        "stack": plan.stack_name,
+        "stack_name": plan.stack_name,
         "mode": plan.mode,
+        "config_digest": plan.config_digest,
         "endpoint_url": plan.endpoint_url,
         "accounts": plan.accounts,
         "summary": plan.summary,
         "unchanged": plan.unchanged,
         "warnings": plan.warnings,
+        "drift": plan.drift,
         "steps": steps,
     });
     let mut text = serde_json::to_string_pretty(&document).expect("a plan serializes to JSON");
     text.push('\n');
     text
+}
+
+/// Renders the plan as Markdown for a pull-request comment: the summary and a table of the
+/// steps first, then drift and warnings, then each step's attributes in a collapsed section.
+pub fn plan_markdown(plan: &Plan) -> String {
+    let plain = Palette::new(false);
+    let mut out = String::new();
+    let _ = writeln!(out, "### linkplan plan for stack `{}`\n", plan.stack_name);
+    let accounts: Vec<String> = plan
+        .accounts
+        .iter()
+        .map(|a| format!("{} ({})", a.account_id, a.context.region))
+        .collect();
+    let _ = writeln!(
+        out,
+        "{}  \nPlan id `{}`, {} mode, account {}.\n",
+        summary_line(&plan.summary, &plain),
+        plan.id(),
+        match plan.mode {
+            linkplan_engine::planner::Mode::Apply => "apply",
+            linkplan_engine::planner::Mode::Destroy => "destroy",
+        },
+        accounts.join(", ")
+    );
+    if plan.steps.is_empty() {
+        let _ = writeln!(out, "No changes: the live state matches the config.\n");
+    } else {
+        let _ = writeln!(out, "| | Address | Kind | Action | Region | Id |");
+        let _ = writeln!(out, "|---|---|---|---|---|---|");
+        for step in &plan.steps {
+            let _ = writeln!(
+                out,
+                "| `{}` | `{}` | {} | {} | {} | {} |",
+                step.action.symbol(),
+                step.address,
+                step.resource().kind(),
+                step.action.future_tense(),
+                step.context.region,
+                step.id
+                    .as_deref()
+                    .map(|id| format!("`{id}`"))
+                    .unwrap_or_default()
+            );
+        }
+        out.push('\n');
+    }
+    if !plan.drift.is_empty() {
+        let _ = writeln!(out, "#### Drift\n");
+        let _ = writeln!(out, "| Object | Found | What the plan does |");
+        let _ = writeln!(out, "|---|---|---|");
+        for drift in &plan.drift {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                markdown_cell(&drift.object),
+                markdown_cell(&drift.found),
+                markdown_cell(&drift_response(plan, drift))
+            );
+        }
+        out.push('\n');
+    }
+    if !plan.warnings.is_empty() {
+        let _ = writeln!(out, "#### Warnings\n");
+        for warning in &plan.warnings {
+            let _ = writeln!(out, "- {}", markdown_cell(warning));
+        }
+        out.push('\n');
+    }
+    for step in &plan.steps {
+        let _ = writeln!(
+            out,
+            "<details><summary><code>{} {}</code> {}</summary>\n",
+            step.action.symbol(),
+            step.address,
+            step.action.future_tense()
+        );
+        let _ = writeln!(out, "```diff");
+        for line in step_text(step, &plain).lines() {
+            let _ = writeln!(out, "{}", diff_line(line));
+        }
+        let _ = writeln!(out, "```\n\n</details>\n");
+    }
+    out
+}
+
+/// Moves a line's `+` or `-` marker to the first column, where Markdown diff highlighting
+/// looks for it, keeping the indentation after it.
+fn diff_line(line: &str) -> String {
+    let body = line.trim_start();
+    let indent = line.len() - body.len();
+    match body.chars().next() {
+        Some(marker @ ('+' | '-')) if !body.starts_with("-/+") => {
+            format!("{marker}{}{}", " ".repeat(indent), &body[1..])
+        }
+        _ => line.to_string(),
+    }
+}
+
+/// Escapes the characters that would end a Markdown table cell or start markup.
+fn markdown_cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
 }

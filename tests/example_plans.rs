@@ -23,6 +23,7 @@ fn every_committed_plan_shows() {
             text.stdout
         );
         run_offline(&plans, &["show", "--format", "json", &name]).expect_code(0);
+        run_offline(&plans, &["show", "--format", "markdown", &name]).expect_code(0);
         shown += 1;
     }
     assert!(shown > 0, "no plan file under {}", plans.display());

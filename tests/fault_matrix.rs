@@ -9,7 +9,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{Filter, VpcAttributeName};
-use common::{Run, hub_config, linkplan_via, run_via, workdir, write_config};
+use common::{
+    Run, apply_stalled_at, hub_and_spoke_config, interrupt, linkplan_via, run_via, workdir,
+    write_config,
+};
 use linkplan_testkit::{FaultProxy, InjectedError, LocalVpc, Outcome, VpcSpec, moto, unique_name};
 
 /// Serializes the tests of this file. Each drives a long run of applies against the shared
@@ -38,16 +41,7 @@ impl Setup {
         let spoke =
             server.vpc(VpcSpec::new("eu-west-1", &spoke_cidr, &["euw1-az1"]).dns_hostnames(false));
         let dir = workdir(&stack);
-        let config = hub_config(&stack, &hub, &provider).replace(
-            "subnet_ids = [",
-            &format!(
-                "route_table_ids = [\"{}\"]\nsubnet_ids = [",
-                hub.route_table_ids[0]
-            ),
-        ) + &format!(
-            "\n[[spoke]]\nname = \"eu\"\nregion = \"eu-west-1\"\nvpc_id = \"{}\"\nroute_table_ids = [\"{}\"]\n",
-            spoke.vpc_id, spoke.route_table_ids[0]
-        );
+        let config = hub_and_spoke_config(&stack, &hub, "eu", &spoke, &provider);
         write_config(&dir, &config);
         Setup {
             stack,
@@ -284,7 +278,7 @@ async fn failure_at_every_mutation_rolls_back() {
 /// Starts an apply of `setup` through `proxy` that stalls after mutation `n` reaches moto,
 /// waits for the stall, and kills the process with SIGKILL.
 fn kill_after_mutation(proxy: &FaultProxy, setup: &Setup, n: u32) {
-    let mut child = apply_stalled_at(proxy, setup, n, &[]);
+    let mut child = apply_stalled_at(proxy, &setup.dir, n, &[]);
     child.kill().expect("SIGKILL is sent");
     child.wait().unwrap();
     proxy.clear_faults();
@@ -422,54 +416,6 @@ async fn retry_cap_exceeded_rolls_back_naming_code() {
     assert_eq!(setup.census().await, nothing());
 }
 
-/// Sends SIGINT to process `pid`, as Ctrl-C in its terminal would.
-fn interrupt(pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -INT {pid} failed");
-}
-
-/// Starts an apply of `setup` with the extra flags `flags` that stalls after mutation `n`,
-/// waits for the stall, and returns the running child.
-fn apply_stalled_at(
-    proxy: &FaultProxy,
-    setup: &Setup,
-    n: u32,
-    flags: &[&str],
-) -> std::process::Child {
-    proxy.clear_faults();
-    proxy.reset_counts();
-    proxy.stall_nth_mutating_after_forward(n);
-    let mut child = linkplan_via(proxy, &setup.dir)
-        .args(["apply", "--auto-approve"])
-        .args(flags)
-        .arg("p.plan")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("linkplan starts");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !proxy
-        .requests()
-        .iter()
-        .any(|r| matches!(r.outcome, Outcome::StalledAfterForward { .. }))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "mutation {n} never reached the proxy"
-        );
-        if child.try_wait().unwrap().is_some() {
-            let mut stderr = String::new();
-            let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr);
-            panic!("the apply ended before mutation {n}:\n{stderr}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn interrupt_rolls_back_and_second_exits() {
     let _serial = SERIAL.lock().await;
@@ -480,7 +426,7 @@ async fn interrupt_rolls_back_and_second_exits() {
     setup.plan(&proxy);
     let child = apply_stalled_at(
         &proxy,
-        &setup,
+        &setup.dir,
         4,
         &["--read-timeout", "3", "--max-attempts", "1"],
     );
@@ -508,7 +454,7 @@ async fn interrupt_rolls_back_and_second_exits() {
     // A second Ctrl-C exits at once and keeps the journal for --resume.
     let setup = Setup::new("interrupt-twice", 203);
     setup.plan(&proxy);
-    let child = apply_stalled_at(&proxy, &setup, 4, &[]);
+    let child = apply_stalled_at(&proxy, &setup.dir, 4, &[]);
     interrupt(child.id());
     std::thread::sleep(Duration::from_millis(300));
     interrupt(child.id());

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use linkplan_engine::apply::{ApplyOptions, ApplyReport, Executor};
-use linkplan_engine::journal::{Backend, Entry, Holder, LocalBackend, Outcome};
+use linkplan_engine::journal::{Entry, Holder, Outcome};
 use linkplan_engine::plan_file::{self, Plan};
 use linkplan_engine::provider::Provider;
+use linkplan_engine::staleness;
 
 use crate::args::{ApplyArgs, GlobalArgs};
 use crate::error::CliError;
@@ -24,8 +25,8 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
     let plan =
         plan_file::read(&args.plan).map_err(|e| CliError::new(e.to_string()).help(e.help()))?;
     let plan_id = plan.id();
-    let backend = LocalBackend::beside(&args.plan);
-    let backend_error = |e: linkplan_engine::journal::BackendError| CliError::new(e.to_string());
+    let backend = crate::backend::for_plan(&plan, &args.plan, global).await?;
+    let backend_error = crate::backend::backend_error;
     if backend
         .is_applied(&plan.stack_name, &plan_id)
         .await
@@ -48,7 +49,11 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
     let provider = super::provider(&plan.stack, global).await?;
     check_endpoint(&args.plan, &plan, provider.as_ref())?;
 
-    print!("{}", render::plan_text(&plan, palette));
+    print!(
+        "{}{}",
+        render::plan_text(&plan, palette),
+        render::warnings_text(&plan, palette)
+    );
     if !args.auto_approve {
         confirm_action(
             "apply",
@@ -58,7 +63,7 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
 
     let holder = Holder::current();
     let _lock = backend.lock(&plan.stack_name, &holder).await.map_err(|e| {
-        CliError::new(e.to_string()).help(unlock_help(&args.plan, &plan.stack_name))
+        CliError::new(e.to_string()).help(crate::backend::unlock_help(&args.plan, &plan))
     })?;
 
     let mut journal = backend
@@ -85,7 +90,7 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
         )));
     }
     if unfinished {
-        // The earlier run changed the live state, so the plan's fingerprints no longer match.
+        // The earlier run changed the live state, so the plan's snapshot no longer matches.
         // The journal records what was done, and each unfinished step runs again with its token.
         eprintln!("Resuming the run recorded in {}", journal.location());
     } else {
@@ -123,13 +128,17 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
         rollback: !args.no_rollback,
     };
     let observer = Arc::new(LinePrinter::new(palette.clone()));
-    let executor = Executor::new(provider, observer, options, cancel);
-    let report = executor
-        .apply(&plan, journal.as_mut())
-        .await
-        .map_err(|e| CliError::new(e.to_string()))?;
+    let executor = Executor::new(Arc::clone(&provider), observer, options, cancel);
+    let report = executor.apply(&plan, journal.as_mut()).await.map_err(|e| {
+        CliError::new(e.to_string()).help(format!(
+            "the run stopped before its next call; once the journal can be written again, finish \
+             it with `linkplan apply --resume {0}` or undo it with `linkplan rollback {0}`",
+            args.plan.display()
+        ))
+    })?;
 
     print_report(&report, palette);
+    super::print_call_counts(provider.as_ref(), global);
     match report.outcome() {
         Outcome::Applied => {
             backend
@@ -143,23 +152,12 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
     }
 }
 
-/// Returns the advice for a locked stack, with the exact `unlock` command for the lock beside
-/// plan file `path`.
-pub fn unlock_help(path: &Path, stack: &str) -> String {
-    let folder = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    format!(
-        "wait for that run to finish; if it died on another host, run `linkplan unlock {stack} --force --backend-dir {}`",
-        folder.join(".linkplan").display()
-    )
-}
-
 /// Rejects `plan` when the provider would call another AWS endpoint than the plan was made
 /// against, so that a plan made on a local emulator never runs against AWS, or the reverse.
 pub fn check_endpoint(path: &Path, plan: &Plan, provider: &dyn Provider) -> Result<(), CliError> {
-    if provider.endpoint_url() == plan.endpoint_url {
+    // `http://127.0.0.1:4566/` and `http://127.0.0.1:4566` name the same endpoint.
+    let normalize = |url: Option<String>| url.map(|u| u.trim_end_matches('/').to_string());
+    if normalize(provider.endpoint_url()) == normalize(plan.endpoint_url.clone()) {
         return Ok(());
     }
     let describe = |url: &Option<String>| {
@@ -178,8 +176,10 @@ pub fn check_endpoint(path: &Path, plan: &Plan, provider: &dyn Provider) -> Resu
 /// Rejects `plan` when the accounts behind the credentials, or anything the plan read, changed
 /// since the plan was made.
 async fn check_current(path: &Path, plan: &Plan, provider: &dyn Provider) -> Result<(), CliError> {
-    eprintln!("Reading the live state again to check that the plan is still current...");
-    let observed = provider.read(&plan.stack).await.map_err(super::aws_error)?;
+    let reading = "Reading the live state again to check that the plan is still current";
+    let observed = crate::progress::wait_on(reading, provider.read(&plan.stack))
+        .await
+        .map_err(super::aws_error)?;
     for account in &plan.accounts {
         let current = observed.account(&account.context);
         if current != Some(account.account_id.as_str()) {
@@ -193,20 +193,18 @@ async fn check_current(path: &Path, plan: &Plan, provider: &dyn Provider) -> Res
             .help("use the credentials the plan was made with, or plan again"));
         }
     }
-    let current = observed.fingerprints(&plan.stack);
-    let changed: Vec<String> = plan
-        .observed
-        .iter()
-        .filter(|(key, print)| current.get(*key) != Some(*print))
-        .map(|(key, _)| format!("`{key}`"))
-        .collect();
+    let changed = staleness::compare(&plan.observed, &observed.snapshot(&plan.stack));
     if !changed.is_empty() {
-        return Err(CliError::new(format!(
+        let objects: Vec<String> = changed.iter().map(|c| format!("`{}`", c.key)).collect();
+        let mut error = CliError::new(format!(
             "plan `{}` is stale: {} changed since it was made",
             path.display(),
-            changed.join(", ")
-        ))
-        .help("run `linkplan plan` again and review the new plan"));
+            objects.join(", ")
+        ));
+        for change in &changed {
+            error = error.detail(change.to_string());
+        }
+        return Err(error.help("run `linkplan plan` again and review the new plan"));
     }
     Ok(())
 }
@@ -243,10 +241,11 @@ fn print_report(report: &ApplyReport, palette: &Palette) {
     eprintln!();
     match report.outcome() {
         Outcome::Applied => {
+            let count = report.completed.len();
+            let noun = if count == 1 { "step" } else { "steps" };
             eprintln!(
-                "{} {} steps completed.",
-                palette.create.apply_to("Apply complete!"),
-                report.completed.len()
+                "{} {count} {noun} completed.",
+                palette.create.apply_to("Apply complete!")
             );
         }
         outcome => {
@@ -276,7 +275,8 @@ fn print_report(report: &ApplyReport, palette: &Palette) {
                 eprintln!("The stack is as it was before this apply.");
             } else {
                 let list: Vec<String> = report.completed.iter().map(ToString::to_string).collect();
-                eprintln!("Still in place: {}", list.join(", "));
+                // Completed steps keep their effect: a create left its object, a delete its absence.
+                eprintln!("Completed and not rolled back: {}", list.join(", "));
             }
         }
     }

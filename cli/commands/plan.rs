@@ -26,8 +26,10 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
 
     // 2. The live state.
     let provider = super::provider(&stack, global).await?;
-    eprintln!("Reading the live state of stack `{}`...", stack.name);
-    let observed = provider.read(&stack).await.map_err(super::aws_error)?;
+    let reading = format!("Reading the live state of stack `{}`", stack.name);
+    let observed = crate::progress::wait_on(&reading, provider.read(&stack))
+        .await
+        .map_err(super::aws_error)?;
 
     // 3. Checks that need the live state; any error stops the plan before a file is written.
     let mut findings = checks::check(&stack, &observed);
@@ -45,6 +47,7 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
     };
     if let Some(planned) = &planned {
         findings.extend(planned.warnings.clone());
+        findings.extend(checks::check_plan(&stack, &observed, &planned.steps, mode));
     }
     for warning in findings.warnings() {
         eprintln!("{warning}\n");
@@ -57,17 +60,19 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
     let planned = planned.expect("a plan without errors has steps");
 
     // 4. The steps in dependency order.
-    let graph = StepGraph::new(&planned.steps).map_err(|e| CliError::new(e.to_string()))?;
-    let order = graph.order().map_err(|e| CliError::new(e.to_string()))?;
-    let mut steps: Vec<Step> = Vec::with_capacity(order.len());
-    for address in &order {
-        let step = planned
-            .steps
-            .iter()
-            .find(|s| &s.address == address)
-            .expect("ordered steps exist");
-        steps.push(step.clone());
-    }
+    let graph_error = |e: linkplan_engine::graph::GraphError| {
+        CliError::new(e.to_string())
+            .help("the planner made steps that cannot be ordered, which is a bug in linkplan; report it with the config")
+    };
+    let graph = StepGraph::new(&planned.steps).map_err(graph_error)?;
+    let order = graph.order().map_err(graph_error)?;
+    // A map, not a search per address, keeps this linear in the number of steps.
+    let by_address: std::collections::BTreeMap<_, &Step> =
+        planned.steps.iter().map(|s| (&s.address, s)).collect();
+    let steps: Vec<Step> = order
+        .iter()
+        .map(|address| (*by_address[address]).clone())
+        .collect();
     let mut unchanged = planned.unchanged;
     unchanged.sort();
     unchanged.dedup();
@@ -81,6 +86,15 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
             account_id: identity.account_id.clone(),
         })
         .collect();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("plans").join(format!("{}.plan", stack.name)));
+    let backend = crate::backend::for_stack(&stack, &out, global).await;
+    let after_plan = backend
+        .last_applied(&stack.name)
+        .await
+        .map_err(crate::backend::backend_error)?;
     let plan = Plan {
         format_version: FORMAT_VERSION,
         linkplan_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -88,19 +102,17 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
         mode,
         config_digest: format!("sha256:{}", hex(&Sha256::digest(loaded.text.as_bytes()))),
         endpoint_url: provider.endpoint_url(),
+        after_plan,
         accounts,
         summary: Summary::of(&steps, unchanged.len()),
         unchanged,
         warnings: findings.warnings().map(|w| w.summary.clone()).collect(),
+        drift: planned.drift,
         stack: stack.clone(),
         steps,
-        observed: observed.fingerprints(&stack),
+        observed: observed.snapshot(&stack),
     };
     print!("{}", render::plan_text(&plan, palette));
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("plans").join(format!("{}.plan", stack.name)));
     plan_file::write(&out, &plan).map_err(|e| CliError::new(e.to_string()).help(e.help()))?;
     if plan.summary.has_changes() {
         eprintln!(
@@ -112,6 +124,7 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
         eprintln!("\nPlan written to {}.", out.display());
     }
 
+    super::print_call_counts(provider.as_ref(), global);
     let code = if args.detailed_exitcode && plan.summary.has_changes() {
         exit::CHANGES
     } else {

@@ -11,8 +11,13 @@ pub fn run(args: &ShowArgs, palette: &Palette) -> Result<u8, CliError> {
     let plan =
         plan_file::read(&args.plan).map_err(|e| CliError::new(e.to_string()).help(e.help()))?;
     match args.format {
-        Format::Text => print!("{}", render::plan_text(&plan, palette)),
+        Format::Text => print!(
+            "{}{}",
+            render::plan_text(&plan, palette),
+            render::warnings_text(&plan, palette)
+        ),
         Format::Json => print!("{}", render::plan_json(&plan)),
+        Format::Markdown => print!("{}", render::plan_markdown(&plan)),
     }
     Ok(exit::OK)
 }

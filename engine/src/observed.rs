@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::resource::{TAG_STACK, Tags};
 use crate::stack::{Context, Stack};
@@ -110,7 +109,7 @@ pub struct EndpointState {
     pub security_group_ids: Vec<String>,
     #[serde(default)]
     pub private_dns_enabled: Option<bool>,
-    /// DNS entries in the order the API returned them. Fingerprints sort them.
+    /// DNS entries in the order the API returned them. The snapshot sorts them.
     pub dns_entries: Vec<DnsEntry>,
     #[serde(default)]
     pub network_interface_ids: Vec<String>,
@@ -151,6 +150,8 @@ pub fn regional_dns_entry<'a>(endpoint_id: &str, entries: &'a [DnsEntry]) -> Opt
 pub struct SecurityGroupState {
     pub group_id: String,
     pub group_name: String,
+    #[serde(default)]
+    pub description: String,
     pub vpc_id: String,
     pub tags: Tags,
     /// Inbound rules, one per protocol, port range and source, sorted.
@@ -174,6 +175,9 @@ pub struct HostedZoneState {
     /// Lowercase, without a trailing dot.
     pub name: String,
     pub private: bool,
+    /// The zone's comment; empty when it has none or when it was not read.
+    #[serde(default)]
+    pub comment: String,
     pub tags: Tags,
     /// Associated VPCs as (VPC id, region), sorted. Empty for public zones.
     pub vpcs: Vec<(String, String)>,
@@ -249,17 +253,19 @@ pub struct RouteState {
 }
 
 impl Observed {
-    /// Returns a fingerprint per object or query read, keyed like `vpc/vpc-0abc`: the SHA-256
-    /// of the object's normalized JSON, or of `null` for an absent one.
+    /// Returns what a plan records of the live state: per object or query read, keyed like
+    /// `vpc/vpc-0abc`, the object's normalized value as compact JSON, `null` for an absent one.
     ///
-    /// Two reads of an unchanged account give the same fingerprints, so `apply` can tell
-    /// whether anything the plan depended on changed since. Hosted zones, their records and
-    /// peerings count only where they concern `stack`: a same-name zone or a peering of another
-    /// team's VPCs changes nothing the plan depends on.
-    pub fn fingerprints(&self, stack: &Stack) -> BTreeMap<String, String> {
-        let mut prints = BTreeMap::new();
+    /// Two reads of an unchanged account give the same snapshot, so `apply` can tell whether
+    /// anything the plan depended on changed since, and show the planned and current values.
+    /// Lists of what a lookup found (`endpoints`, `peerings`, ...) have their own keys, so an
+    /// object that appears since the plan counts as a change too. Hosted zones, their records
+    /// and peerings count only where they concern `stack`: a same-name zone or a peering of
+    /// another team's VPCs changes nothing the plan depends on.
+    pub fn snapshot(&self, stack: &Stack) -> BTreeMap<String, String> {
+        let mut values = BTreeMap::new();
         let mut add = |key: String, value: serde_json::Value| {
-            prints.insert(key, fingerprint(&value));
+            values.insert(key, value.to_string());
         };
         for (context, identity) in &self.identities {
             add(identity_key(context), serde_json::json!(identity));
@@ -276,42 +282,57 @@ impl Observed {
                 serde_json::json!(service),
             );
         }
-        // DNS entries are kept in API order, which can change between two reads.
-        let live: Vec<EndpointState> = self
-            .endpoints
-            .iter()
-            .filter(|e| !e.is_gone())
-            .map(|e| {
-                let mut endpoint = e.clone();
-                endpoint.dns_entries.sort();
-                endpoint
-            })
-            .collect();
-        add("endpoints".to_string(), serde_json::json!(live));
-        add(
-            "security-groups".to_string(),
-            serde_json::json!(self.security_groups),
-        );
+        let mut endpoint_ids = Vec::new();
+        for endpoint in self.endpoints.iter().filter(|e| !e.is_gone()) {
+            // DNS entries are kept in API order, which can change between two reads.
+            let mut endpoint = endpoint.clone();
+            endpoint.dns_entries.sort();
+            endpoint_ids.push(endpoint.endpoint_id.clone());
+            add(
+                format!("endpoint/{}", endpoint.endpoint_id),
+                serde_json::json!(endpoint),
+            );
+        }
+        endpoint_ids.sort();
+        add("endpoints".to_string(), serde_json::json!(endpoint_ids));
+        let mut group_ids = Vec::new();
+        for group in &self.security_groups {
+            group_ids.push(group.group_id.clone());
+            add(
+                format!("security-group/{}", group.group_id),
+                serde_json::json!(group),
+            );
+        }
+        group_ids.sort();
+        add("security-groups".to_string(), serde_json::json!(group_ids));
+
         let vpcs: Vec<&str> = std::iter::once(stack.hub.vpc_id.as_str())
             .chain(stack.spokes.iter().map(|s| s.vpc_id.as_str()))
             .collect();
         let owned = |tags: &Tags| tags.get(TAG_STACK).is_some_and(|s| *s == stack.name);
-        let zones: Vec<&HostedZoneState> = self
-            .hosted_zones
-            .iter()
-            .filter(|z| {
-                owned(&z.tags)
-                    || stack.zone.adopt.as_deref() == Some(z.zone_id.as_str())
-                    || z.vpcs.iter().any(|(vpc, _)| vpcs.contains(&vpc.as_str()))
-            })
-            .collect();
-        add("hosted-zones".to_string(), serde_json::json!(zones));
-        for (zone, records) in &self.records {
-            if zones.iter().any(|z| &z.zone_id == zone) {
-                add(format!("records/{zone}"), serde_json::json!(records));
+        let mut zone_ids = Vec::new();
+        for zone in self.hosted_zones.iter().filter(|z| {
+            owned(&z.tags)
+                || stack.zone.adopt.as_deref() == Some(z.zone_id.as_str())
+                || z.vpcs.iter().any(|(vpc, _)| vpcs.contains(&vpc.as_str()))
+        }) {
+            zone_ids.push(zone.zone_id.clone());
+            add(
+                format!("hosted-zone/{}", zone.zone_id),
+                serde_json::json!(zone),
+            );
+            if let Some(records) = self.records.get(&zone.zone_id) {
+                add(
+                    format!("records/{}", zone.zone_id),
+                    serde_json::json!(records),
+                );
             }
         }
-        let peerings: Vec<&PeeringState> = self
+        zone_ids.sort();
+        add("hosted-zones".to_string(), serde_json::json!(zone_ids));
+
+        let mut peering_ids = Vec::new();
+        for peering in self
             .peerings
             .iter()
             // A deleted or failed connection stays listed for a while, and changes nothing a
@@ -322,12 +343,19 @@ impl Observed {
                     || vpcs.contains(&p.requester_vpc_id.as_str())
                         && vpcs.contains(&p.accepter_vpc_id.as_str())
             })
-            .collect();
-        add("peerings".to_string(), serde_json::json!(peerings));
+        {
+            peering_ids.push(peering.peering_id.clone());
+            add(
+                format!("peering/{}", peering.peering_id),
+                serde_json::json!(peering),
+            );
+        }
+        peering_ids.sort();
+        add("peerings".to_string(), serde_json::json!(peering_ids));
         for (id, table) in &self.route_tables {
             add(format!("route-table/{id}"), serde_json::json!(table));
         }
-        prints
+        values
     }
 
     pub fn vpc(&self, id: &str) -> Option<&VpcState> {
@@ -351,7 +379,7 @@ impl Observed {
     }
 }
 
-/// Returns the fingerprint key of the identity behind `context`: its region, plus the profile
+/// Returns the snapshot key of the identity behind `context`: its region, plus the profile
 /// or role when set, so two sets of credentials in one region get two keys.
 fn identity_key(context: &Context) -> String {
     let mut key = format!("identity/{}", context.region);
@@ -363,12 +391,6 @@ fn identity_key(context: &Context) -> String {
         key.push_str(part);
     }
     key
-}
-
-/// Returns `sha256:` and the hex digest of `value`'s compact JSON.
-pub fn fingerprint(value: &serde_json::Value) -> String {
-    let digest = Sha256::digest(value.to_string().as_bytes());
-    format!("sha256:{}", hex(&digest))
 }
 
 /// Formats bytes as lowercase hexadecimal.

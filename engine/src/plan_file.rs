@@ -15,10 +15,10 @@ use crate::observed::hex;
 use crate::planner::Mode;
 use crate::resource::Address;
 use crate::stack::{Context, Stack};
-use crate::step::{Action, Step};
+use crate::step::{Action, Drift, Step};
 
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const INTEGRITY_HEADER: &str = "\n[integrity]\n";
 
@@ -35,6 +35,10 @@ pub struct Plan {
     /// API endpoint override the plan was made against; absent for the AWS default endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_url: Option<String>,
+    /// The id of the stack's last applied plan when this one was made. Two plans of the same
+    /// state made after different applies differ in it, so each can be applied once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_plan: Option<String>,
     /// The account behind each context's credentials when planned.
     pub accounts: Vec<PlanAccount>,
     pub summary: Summary,
@@ -43,12 +47,16 @@ pub struct Plan {
     /// Warnings printed when planning.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Objects changed outside linkplan, and what the plan does about each.
+    #[serde(default, rename = "drift", skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<Drift>,
     /// The validated config, so apply can re-read the live state without the config file.
     pub stack: Stack,
     /// Steps in execution order.
     #[serde(default, rename = "step")]
     pub steps: Vec<Step>,
-    /// Fingerprints of every object and query read, absent ones included, by key.
+    /// Every object and query read, absent ones included, by key, as normalized compact JSON
+    /// ([`crate::observed::Observed::snapshot`]). Apply compares it with a new read.
     pub observed: BTreeMap<String, String>,
 }
 
@@ -134,6 +142,10 @@ pub enum PlanFileError {
     },
     #[error("plan file `{path}` was changed after it was written: its digest does not match")]
     Edited { path: String },
+    #[error(
+        "plan file `{path}` has Windows line endings (CRLF), so its digest cannot match the one linkplan wrote"
+    )]
+    LineEndings { path: String },
 }
 
 impl PlanFileError {
@@ -150,6 +162,9 @@ impl PlanFileError {
             }
             PlanFileError::Edited { .. } => {
                 "plan files must not be edited: run `linkplan plan` again and review the new file"
+            }
+            PlanFileError::LineEndings { .. } => {
+                "check the file out with LF line endings, for example with `*.plan -text` in .gitattributes"
             }
         }
     }
@@ -227,6 +242,11 @@ pub fn parse(path: &str, text: &str) -> Result<Plan, PlanFileError> {
     }
 
     let Some(split) = text.rfind(INTEGRITY_HEADER) else {
+        if text.contains("\r\n[integrity]\r\n") {
+            return Err(PlanFileError::LineEndings {
+                path: path.to_string(),
+            });
+        }
         return Err(not_a_plan("it has no [integrity] table".to_string()));
     };
     let recorded = table

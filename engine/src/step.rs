@@ -77,8 +77,6 @@ impl Action {
 pub struct Step {
     pub address: Address,
     pub action: Action,
-    /// The region and credentials the step's calls are made with.
-    pub context: Context,
     /// The AWS id of the existing object the step changes, deletes or adopts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -88,6 +86,11 @@ pub struct Step {
     /// Steps that must finish first, sorted.
     #[serde(default)]
     pub depends_on: Vec<Address>,
+    /// The region and credentials the step's calls are made with.
+    ///
+    /// It comes after every plain value because toml 1.2.2 writes an array of tables in time
+    /// quadratic in its length when a value follows a nested table in each element.
+    pub context: Context,
     /// The object as read when planned; `None` for a create.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<Resource>,
@@ -104,4 +107,23 @@ impl Step {
             .or(self.before.as_ref())
             .expect("a step has a before or an after state")
     }
+}
+
+/// An object changed outside linkplan since the stack was applied, found while planning.
+///
+/// Drift is reported apart from the steps, so a reviewer can tell what someone changed by hand
+/// and what the plan does about it: the step that puts it back, or nothing, for objects the
+/// stack does not manage.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Drift {
+    /// The object as AWS names it, such as `record relay.deepsecurity.trendmicro.com`.
+    pub object: String,
+    /// The state found, compared with the state linkplan expects.
+    pub found: String,
+    /// The step of this plan that restores the object; absent when it is left alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_by: Option<Address>,
+    /// The reason the object is left alone, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_alone: Option<String>,
 }

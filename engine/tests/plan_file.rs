@@ -4,7 +4,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use linkplan_engine::plan_file::{self, Plan, PlanFileError};
+use linkplan_engine::plan_file::{self, FORMAT_VERSION, Plan, PlanFileError};
 use linkplan_engine::planner::Mode;
 
 /// A config with every kind of value a plan file holds: a spoke in another account with its
@@ -164,7 +164,11 @@ fn text_after_digest_is_rejected_as_edited() {
 fn unknown_format_version_is_rejected() {
     let path = written("version", &sample_plan());
     let text = read_text(&path);
-    let edited = text.replacen("format_version = 1\n", "format_version = 7\n", 1);
+    let edited = text.replacen(
+        &format!("format_version = {FORMAT_VERSION}\n"),
+        "format_version = 7\n",
+        1,
+    );
     assert_ne!(
         edited, text,
         "the plan file has its format version on a line of its own"
@@ -177,7 +181,7 @@ fn unknown_format_version_is_rejected() {
             error,
             PlanFileError::UnknownVersion {
                 found: 7,
-                supported: 1,
+                supported: FORMAT_VERSION,
                 ..
             }
         ),
@@ -186,7 +190,7 @@ fn unknown_format_version_is_rejected() {
     assert_eq!(
         error.to_string(),
         format!(
-            "plan file `{}` has format version 7, but this linkplan reads version 1",
+            "plan file `{}` has format version 7, but this linkplan reads version {FORMAT_VERSION}",
             path.display()
         ),
         "the message names both versions"
@@ -208,4 +212,18 @@ fn render_is_identical_for_same_inputs() {
         first_file, second_file,
         "and are written byte for byte the same"
     );
+}
+
+#[test]
+fn crlf_line_endings_are_named() {
+    let path = written("crlf", &sample_plan());
+    let text = read_text(&path).replace('\n', "\r\n");
+    std::fs::write(&path, text).expect("the converted file is written");
+
+    let error = plan_file::read(&path).expect_err("a CRLF plan is rejected");
+    assert!(
+        matches!(error, PlanFileError::LineEndings { .. }),
+        "rejected for its line endings: {error}"
+    );
+    assert!(error.help().contains(".gitattributes"), "{}", error.help());
 }

@@ -43,9 +43,14 @@
               boxing it inside the crate would only add a conversion at every trait method"
 )]
 
+mod backend_s3;
+pub mod discover;
 mod ec2;
 mod endpoint;
 mod errors;
+pub mod iam;
+mod interfaces;
+mod metrics;
 mod normalize;
 mod peering;
 mod read;
@@ -59,12 +64,14 @@ mod wait;
 
 use async_trait::async_trait;
 use linkplan_engine::observed::Observed;
-use linkplan_engine::provider::{Outputs, Provider, ProviderError, StepRequest};
+use linkplan_engine::provider::{CallCounts, Outputs, Provider, ProviderError, StepRequest};
 use linkplan_engine::resource::Resource;
 use linkplan_engine::stack::{Context, Stack};
 use linkplan_engine::step::Action;
+use linkplan_engine::verify::NetworkInterfaceState;
 use tracing::Instrument;
 
+pub use crate::backend_s3::S3Backend;
 use crate::sdk_config::Clients;
 pub use crate::sdk_config::{ProviderOptions, Timeouts};
 use crate::steps::StepCall;
@@ -110,7 +117,8 @@ impl Provider for AwsProvider {
             request,
         };
         let span = step_span("apply", request);
-        async {
+        let address = request.step.address.to_string();
+        let step = async {
             match request.step.resource() {
                 Resource::VpcAttribute(_) => ec2::apply_vpc_attribute(&call).await,
                 Resource::SecurityGroup(_) => ec2::apply_security_group(&call).await,
@@ -124,9 +132,8 @@ impl Provider for AwsProvider {
                 Resource::ZoneAssociation(_) => route53::apply_association(&call).await,
                 Resource::AssociationAuthorization(_) => route53::apply_authorization(&call).await,
             }
-        }
-        .instrument(span)
-        .await
+        };
+        metrics::in_step(address, step.instrument(span)).await
     }
 
     async fn undo(
@@ -196,8 +203,23 @@ impl Provider for AwsProvider {
         .await
     }
 
+    async fn read_network_interfaces(
+        &self,
+        context: &Context,
+        ids: &[String],
+    ) -> Result<Vec<NetworkInterfaceState>, ProviderError> {
+        let client = self.clients.ec2(context)?;
+        interfaces::describe_network_interfaces(client, ids).await
+    }
+
     fn endpoint_url(&self) -> Option<String> {
         self.clients.endpoint_url.clone()
+    }
+
+    /// Counts every call of the provider's EC2, Route 53 and STS clients, reads included;
+    /// `steps` has the calls of `apply` only.
+    fn call_counts(&self) -> CallCounts {
+        self.clients.metrics.snapshot()
     }
 }
 

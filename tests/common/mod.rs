@@ -92,6 +92,26 @@ pub fn hub_config(stack: &str, hub: &LocalVpc, provider: &ProviderSide) -> Strin
     )
 }
 
+/// Returns the config text of a stack on `hub`, with the hub's first route table, and one spoke
+/// named `spoke_name` on `spoke` with its first route table.
+pub fn hub_and_spoke_config(
+    stack: &str,
+    hub: &LocalVpc,
+    spoke_name: &str,
+    spoke: &LocalVpc,
+    provider: &ProviderSide,
+) -> String {
+    let hub_table = format!(
+        "route_table_ids = [\"{}\"]\nsubnet_ids = [",
+        hub.route_table_ids[0]
+    );
+    let spoke_table = format!(
+        "\n[[spoke]]\nname = \"{spoke_name}\"\nregion = \"{}\"\nvpc_id = \"{}\"\nroute_table_ids = [\"{}\"]\n",
+        spoke.region, spoke.vpc_id, spoke.route_table_ids[0]
+    );
+    hub_config(stack, hub, provider).replace("subnet_ids = [", &hub_table) + &spoke_table
+}
+
 /// Writes `text` to `linkplan.toml` in `directory`.
 pub fn write_config(directory: &Path, text: &str) -> PathBuf {
     let path = directory.join("linkplan.toml");
@@ -153,4 +173,100 @@ pub fn run_via(proxy: &FaultProxy, directory: &Path, args: &[&str]) -> Run {
         .output()
         .expect("linkplan runs");
     Run::from(output)
+}
+
+/// Sends SIGINT to process `pid`, as Ctrl-C in its terminal would.
+pub fn interrupt(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -INT {pid} failed");
+}
+
+/// Waits up to 60 s until `proxy` has stalled a request after forwarding it.
+///
+/// # Panics
+///
+/// Panics when no request was stalled by then.
+pub fn wait_for_stall(proxy: &FaultProxy) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !proxy.requests().iter().any(|request| {
+        matches!(
+            request.outcome,
+            linkplan_testkit::Outcome::StalledAfterForward { .. }
+        )
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no request reached the stall within 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Starts `linkplan apply --auto-approve FLAGS p.plan` in `dir` through `proxy`, set to stall
+/// after mutation `n` reaches the API, waits for the stall, and returns the running child.
+///
+/// # Panics
+///
+/// Panics, with the child's stderr, when it exits before mutation `n`, or when the stall does
+/// not come within 60 s.
+pub fn apply_stalled_at(
+    proxy: &FaultProxy,
+    dir: &Path,
+    n: u32,
+    flags: &[&str],
+) -> std::process::Child {
+    proxy.clear_faults();
+    proxy.reset_counts();
+    proxy.stall_nth_mutating_after_forward(n);
+    let mut child = linkplan_via(proxy, dir)
+        .args(["apply", "--auto-approve"])
+        .args(flags)
+        .arg("p.plan")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("linkplan starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !proxy.requests().iter().any(|request| {
+        matches!(
+            request.outcome,
+            linkplan_testkit::Outcome::StalledAfterForward { .. }
+        )
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mutation {n} never reached the proxy"
+        );
+        if child.try_wait().expect("the child can be polled").is_some() {
+            let mut stderr = String::new();
+            let _ = std::io::Read::read_to_string(
+                &mut child.stderr.take().expect("stderr is piped"),
+                &mut stderr,
+            );
+            panic!("the apply ended before mutation {n}:\n{stderr}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
+/// A hub-only stack on a fixture VPC, with its config written to a folder of its own.
+pub struct HubStack {
+    pub stack: String,
+    pub hub: LocalVpc,
+    pub dir: PathBuf,
+}
+
+/// Creates the hub VPC of `spec` on `server` and writes the config of a stack named after
+/// `prefix` for it, using the local provider side.
+pub fn hub_stack(server: &MotoServer, prefix: &str, spec: linkplan_testkit::VpcSpec) -> HubStack {
+    let provider = server.provider_side();
+    let stack = linkplan_testkit::unique_name(prefix);
+    let hub = server.vpc(spec);
+    let dir = workdir(&stack);
+    write_config(&dir, &hub_config(&stack, &hub, &provider));
+    HubStack { stack, hub, dir }
 }

@@ -17,6 +17,7 @@
 //! # }
 //! ```
 
+mod dns;
 mod fixtures;
 mod proxy;
 mod server;
@@ -24,6 +25,7 @@ mod server;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use dns::{DnsServer, ZoneRecords, local_zone_records, stack_zone_id};
 pub use fixtures::{FixtureError, LocalSubnet, LocalVpc, ProviderServices, ProviderSide, VpcSpec};
 pub use proxy::{
     Fault, FaultProxy, InjectedError, Outcome, ProxyError, RequestRecord, StalledListener,
