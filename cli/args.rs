@@ -209,7 +209,7 @@ pub struct ApplyArgs {
     pub parallelism: u16,
 
     /// Seconds one step may wait for its object to become usable, e.g. an endpoint `available`
-    #[arg(long, default_value_t = 600, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 600, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub wait_timeout: u64,
 
     /// Finish a run of this plan that crashed or was stopped, using its journal
@@ -228,7 +228,7 @@ pub struct RollbackArgs {
     pub auto_approve: bool,
 
     /// Seconds one undo may wait, e.g. for an endpoint to read `deleted`
-    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 600, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub wait_timeout: u64,
 }
 

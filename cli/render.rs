@@ -49,12 +49,17 @@ impl Palette {
 pub fn plan_text(plan: &Plan, palette: &Palette) -> String {
     let mut out = drift_text(plan, palette);
     if plan.steps.is_empty() {
-        let _ = writeln!(
-            out,
-            "{} The live state matches the config of stack `{}`; there is nothing to apply.",
-            palette.bold.apply_to("No changes."),
-            plan.stack_name
-        );
+        let sentence = match plan.mode {
+            linkplan_engine::planner::Mode::Apply => format!(
+                "The live state matches the config of stack `{}`; there is nothing to apply.",
+                plan.stack_name
+            ),
+            linkplan_engine::planner::Mode::Destroy => format!(
+                "Nothing of stack `{}` exists; there is nothing to destroy.",
+                plan.stack_name
+            ),
+        };
+        let _ = writeln!(out, "{} {sentence}", palette.bold.apply_to("No changes."));
         return out;
     }
     let _ = writeln!(

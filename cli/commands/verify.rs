@@ -69,9 +69,22 @@ pub async fn run(args: &VerifyArgs, global: &GlobalArgs) -> Result<u8, CliError>
         None => "the system resolver".to_string(),
     };
     eprintln!("Resolving {} names with {server}...", expected.len());
+    // The names are asked at once, so a server that never answers costs one timeout, not four.
+    let mut queries = tokio::task::JoinSet::new();
+    for (index, name) in expected.iter().enumerate() {
+        let resolver = resolver.clone();
+        let host = name.name.clone();
+        queries.spawn(async move { (index, resolve(&resolver, &host).await) });
+    }
+    let mut answers: Vec<Option<Answer>> = (0..expected.len()).map(|_| None).collect();
+    while let Some(joined) = queries.join_next().await {
+        let (index, answer) =
+            joined.map_err(|e| CliError::new(format!("a DNS query failed: {e}")))?;
+        answers[index] = Some(answer);
+    }
     let mut rows = Vec::with_capacity(expected.len());
-    for name in expected {
-        let answer = resolve(&resolver, &name.name).await;
+    for (name, answer) in expected.into_iter().zip(answers) {
+        let answer = answer.expect("every query was joined");
         let verdict = verify::verdict(&name.addresses, &answer);
         rows.push(Row {
             expected: name,

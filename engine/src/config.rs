@@ -50,7 +50,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, Diagnostics> {
         let summary = format!("failed to read config `{}`: {error}", path.display());
         let help = match error.kind() {
             std::io::ErrorKind::NotFound => {
-                "copy plans/workload-security.toml to linkplan.toml and fill in your ids, or name another file with --config"
+                "run `linkplan init --vpc VPC_ID` to write one for your hub VPC, or name another file with --config"
             }
             _ => "check the path and its permissions",
         };
@@ -762,6 +762,22 @@ impl Validator<'_> {
                 );
                 continue;
             }
+            // A few broad blocks, such as 0.0.0.0/1 and 128.0.0.0/1, open the endpoints as
+            // widely as 0.0.0.0/0. No VPC is larger than a /16, and private ranges fit in a /8.
+            let broadest = match net {
+                IpNet::V4(_) => 8,
+                IpNet::V6(_) => 32,
+            };
+            if net.prefix_len() < broadest {
+                self.error(
+                    cidr.span(),
+                    format!(
+                        "`{value}` in `hub.client_cidrs` is broader than a /{broadest}, wider than any VPC or private range"
+                    ),
+                    "list the CIDRs of the workloads that use Workload Security",
+                );
+                continue;
+            }
             if list.contains(&net) {
                 self.error(
                     cidr.span(),
@@ -987,6 +1003,23 @@ subnet_ids = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
             found[0]
                 .summary
                 .contains("opens the endpoints to every address")
+        );
+    }
+
+    #[test]
+    fn broad_client_cidrs_are_rejected() {
+        let text = MINIMAL.replace(
+            "subnet_ids",
+            "client_cidrs = [\"0.0.0.0/1\", \"128.0.0.0/1\", \"10.0.0.0/8\"]\nsubnet_ids",
+        );
+        let summaries: Vec<String> = errors(&text).into_iter().map(|d| d.summary).collect();
+        assert_eq!(
+            summaries,
+            [
+                "`0.0.0.0/1` in `hub.client_cidrs` is broader than a /8, wider than any VPC or private range",
+                "`128.0.0.0/1` in `hub.client_cidrs` is broader than a /8, wider than any VPC or private range",
+            ],
+            "a /8 is accepted"
         );
     }
 
