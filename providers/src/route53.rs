@@ -125,10 +125,14 @@ async fn create_zone(call: &StepCall<'_>, zone: &HostedZone) -> Result<String, P
         }
     };
 
-    add_zone_tags(route53, &id, &zone.tags).await?;
-    if let Some(change) = change {
-        wait_insync(call, route53, &change, "CreateHostedZone").await?;
-    }
+    // Tagging needs only the zone id, so it runs while the creation propagates.
+    let insync = async {
+        match &change {
+            Some(change) => wait_insync(call, route53, change, "CreateHostedZone").await,
+            None => Ok(()),
+        }
+    };
+    tokio::try_join!(add_zone_tags(route53, &id, &zone.tags), insync)?;
     Ok(id)
 }
 
