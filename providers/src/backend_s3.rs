@@ -27,26 +27,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
-use aws_config::sts::AssumeRoleProvider;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_smithy_types::retry::RetryConfig;
-use aws_smithy_types::timeout::TimeoutConfig;
-use aws_types::SdkConfig;
-use aws_types::region::Region;
-use aws_types::sdk_config::SharedCredentialsProvider;
-use aws_types::service_config::ServiceConfigKey;
 use futures_util::{StreamExt, TryStreamExt};
 use linkplan_engine::journal::{Backend, BackendError, Entry, Holder, Journal, LockGuard};
 use linkplan_engine::provider::{ErrorKind, ProviderError};
-use linkplan_engine::stack::{Credentials, S3BackendConfig};
+use linkplan_engine::stack::S3BackendConfig;
 use serde::Serialize;
 
 use crate::errors::{CallSite, send};
 use crate::sdk_config::ProviderOptions;
-
-/// Session name of the sessions the backend opens with `AssumeRole`, visible in CloudTrail.
-const ROLE_SESSION_NAME: &str = "linkplan-backend";
 
 /// Digits of a journal entry's sequence number: room for ten billion entries per plan.
 const SEQUENCE_DIGITS: usize = 10;
@@ -74,11 +63,13 @@ impl S3Backend {
     ///
     /// Nothing is sent here: a missing bucket or missing permissions show up in the first call.
     pub async fn new(config: &S3BackendConfig, options: &ProviderOptions) -> S3Backend {
-        let shared = load_config(&config.credentials, &config.region, options).await;
+        let shared =
+            crate::sdk_config::load_shared_config(&config.credentials, &config.region, options)
+                .await;
         let endpoint_url = options
             .endpoint_url
             .clone()
-            .or_else(|| configured_endpoint(&shared));
+            .or_else(|| crate::sdk_config::resolved_endpoint(&shared, "S3"));
         let mut builder = aws_sdk_s3::config::Builder::from(&shared);
         if let Some(url) = &endpoint_url {
             builder = builder.endpoint_url(url).force_path_style(true);
@@ -109,64 +100,6 @@ impl S3Backend {
     fn key(&self, stack: &str, rest: &str) -> String {
         format!("{}{stack}/{rest}", self.prefix)
     }
-}
-
-/// Loads the SDK config of the backend's credentials in the bucket's region, as the provider
-/// loads its own. The credentials are the standard chain or a named profile, with a role
-/// assumed on top of either, and the timeouts, retries and endpoint override are the provider's.
-async fn load_config(
-    credentials: &Credentials,
-    region: &str,
-    options: &ProviderOptions,
-) -> SdkConfig {
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(options.timeouts.connect)
-        .read_timeout(options.timeouts.read)
-        .operation_attempt_timeout(options.timeouts.attempt)
-        .operation_timeout(options.timeouts.operation)
-        .build();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
-        .timeout_config(timeouts)
-        .retry_config(RetryConfig::standard().with_max_attempts(options.max_attempts.max(1)));
-    if let Some(profile) = &credentials.profile {
-        loader = loader.profile_name(profile);
-    }
-    if let Some(url) = &options.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    let config = loader.load().await;
-    match &credentials.role_arn {
-        None => config,
-        Some(role_arn) => {
-            let provider = AssumeRoleProvider::builder(role_arn)
-                .session_name(ROLE_SESSION_NAME)
-                .configure(&config)
-                .build()
-                .await;
-            config
-                .into_builder()
-                .credentials_provider(SharedCredentialsProvider::new(provider))
-                .build()
-        }
-    }
-}
-
-/// Returns the endpoint that an S3 client built from `config` is given by the environment or
-/// the profile: `AWS_ENDPOINT_URL_S3` or the profile's S3 `endpoint_url` first, then
-/// `AWS_ENDPOINT_URL` or the shared `endpoint_url`, as `config::Builder::from(&SdkConfig)` in
-/// aws-sdk-s3 1.116 reads them.
-fn configured_endpoint(config: &SdkConfig) -> Option<String> {
-    let key = ServiceConfigKey::builder()
-        .service_id("S3")
-        .env("AWS_ENDPOINT_URL")
-        .profile("endpoint_url")
-        .build()
-        .expect("service id, variable and profile key are all set");
-    config
-        .service_config()
-        .and_then(|loader| loader.load_config(key))
-        .or_else(|| config.endpoint_url().map(str::to_string))
 }
 
 /// The client and bucket, shared by the backend, its locks and its journals.

@@ -308,7 +308,7 @@ fn missing_context(service: &str, context: &Context) -> ProviderError {
 }
 
 /// Loads the shared config of one set of credentials, in `region`.
-async fn load_shared_config(
+pub(crate) async fn load_shared_config(
     credentials: &Credentials,
     region: &str,
     options: &ProviderOptions,
@@ -438,10 +438,10 @@ impl ServiceEndpoints {
 /// Returns the endpoint URL a client of service `service_id` built from `config` uses.
 ///
 /// It repeats the rule of the generated `config::Builder::from(&SdkConfig)` in aws-sdk-ec2
-/// 1.195, aws-sdk-route53 1.103 and aws-sdk-sts 1.94. A URL set in code wins. Otherwise the
+/// 1.195, aws-sdk-route53 1.103, aws-sdk-sts 1.94 and aws-sdk-s3 1.116. A URL set in code wins. Otherwise the
 /// service-specific variable or profile key (`AWS_ENDPOINT_URL_EC2`, `AWS_ENDPOINT_URL_ROUTE_53`,
 /// `AWS_ENDPOINT_URL_STS`) comes before the shared one (`AWS_ENDPOINT_URL`, `endpoint_url`).
-fn resolved_endpoint(config: &SdkConfig, service_id: &str) -> Option<String> {
+pub(crate) fn resolved_endpoint(config: &SdkConfig, service_id: &str) -> Option<String> {
     if config.get_origin("endpoint_url").is_client_config() {
         return config.endpoint_url().map(str::to_string);
     }
