@@ -29,6 +29,9 @@ pub struct FieldChange {
     pub path: String,
     pub planned: String,
     pub current: String,
+    /// Whether the field is a list compared as a set: `planned` then holds the items only the
+    /// plan saw, and `current` those only the new read sees.
+    pub as_set: bool,
 }
 
 /// Returns the objects of `planned` whose value in `current` differs, in key order. A key absent
@@ -55,6 +58,7 @@ pub fn compare(
                     path: String::new(),
                     planned: display_value(&recorded),
                     current: "(not read)".to_string(),
+                    as_set: false,
                 }],
             };
             Some(Changed {
@@ -110,10 +114,29 @@ fn differences(planned: &Value, current: &Value, path: String, out: &mut Vec<Fie
                 differences(x, y, format!("{path}[{index}]"), out);
             }
         }
+        // Lists of plain values, such as a zone's (VPC, region) pairs, are sets: only the
+        // items that differ are shown.
+        (Value::Array(a), Value::Array(b))
+            if !a.iter().any(is_object) && !b.iter().any(is_object) =>
+        {
+            let only = |x: &[Value], y: &[Value]| -> Vec<String> {
+                x.iter()
+                    .filter(|v| !y.contains(v))
+                    .map(Value::to_string)
+                    .collect()
+            };
+            out.push(FieldChange {
+                path,
+                planned: only(a, b).join(", "),
+                current: only(b, a).join(", "),
+                as_set: true,
+            });
+        }
         _ => out.push(FieldChange {
             path,
             planned: display_value(planned),
             current: display_value(current),
+            as_set: false,
         }),
     }
 }
@@ -176,6 +199,19 @@ impl fmt::Display for Changed {
                 } else {
                     format!("{} ", field.path)
                 };
+                if field.as_set {
+                    let mut parts = Vec::new();
+                    if !field.planned.is_empty() {
+                        parts.push(format!("lost {}", field.planned));
+                    }
+                    if !field.current.is_empty() {
+                        parts.push(format!("gained {}", field.current));
+                    }
+                    if parts.is_empty() {
+                        parts.push("changed order".to_string());
+                    }
+                    return format!("{subject}{} since planned", parts.join(" and "));
+                }
                 format!(
                     "{subject}was {} when planned, is now {}",
                     field.planned, field.current
@@ -232,7 +268,7 @@ mod tests {
         assert_eq!(
             changed,
             [
-                r#"`endpoints`: was ["vpce-1"] when planned, is now ["vpce-1","vpce-2"]"#,
+                r#"`endpoints`: gained "vpce-2" since planned"#,
                 r#"`vpc/vpc-1`: was absent when planned, is now {"owner_id":"1"}"#,
             ]
         );
@@ -252,6 +288,22 @@ mod tests {
         assert_eq!(
             text,
             r#"`records/Z1`: [app.example.com A] was {"alias":{"dns_name":"a"},"name":"app.example.com","record_type":"A"} when planned, is now absent; [relay.example.com A].alias.dns_name was r when planned, is now a"#
+        );
+    }
+
+    #[test]
+    fn plain_lists_show_only_what_changed() {
+        let planned = map(&[(
+            "hosted-zone/Z1",
+            r#"{"vpcs":[["vpc-1","us-east-1"],["vpc-2","eu-west-1"]]}"#,
+        )]);
+        let current = map(&[(
+            "hosted-zone/Z1",
+            r#"{"vpcs":[["vpc-1","us-east-1"],["vpc-3","us-west-2"]]}"#,
+        )]);
+        assert_eq!(
+            compare(&planned, &current)[0].to_string(),
+            r#"`hosted-zone/Z1`: vpcs lost ["vpc-2","eu-west-1"] and gained ["vpc-3","us-west-2"] since planned"#
         );
     }
 
