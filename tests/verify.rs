@@ -1,5 +1,5 @@
 //! `linkplan verify` against moto and a DNS server on 127.0.0.1 that serves the zone as
-//! linkplan applied it: each alias answers the private addresses of its endpoint's network
+//! linkplan applied it: each alias resolves to the private addresses of its endpoint's network
 //! interfaces, as the Route 53 resolver does inside the VPC.
 
 mod common;
@@ -89,7 +89,7 @@ async fn verify_passes_on_applied_zone() {
         let cells = row(&run, &name);
         assert_eq!(cells.len(), 4, "{}", run.stdout);
         assert_eq!(cells[0], name);
-        // Expected addresses are sorted; answered ones come in the server's order.
+        // Expected addresses are sorted, but returned ones come in the server's order.
         assert_eq!(cells[1], served.join(", "));
         let mut answered: Vec<&str> = cells[2].split(", ").collect();
         answered.sort_by_key(|a| a.parse::<std::net::Ipv4Addr>().unwrap());
@@ -232,7 +232,7 @@ async fn verify_before_apply_asks_for_apply() {
     let dir = workdir(&stack);
     write_config(&dir, &hub_config(&stack, &hub, &provider));
 
-    // No DNS server listens on port 9 of 127.0.0.1; verify must stop before any query.
+    // No DNS server listens on port 9 of 127.0.0.1, so verify must stop before any query.
     let run = run(server, &dir, &["verify", "--resolver", "127.0.0.1:9"]).expect_code(1);
 
     let expected = format!(

@@ -1,11 +1,11 @@
-//! `linkplan verify`: resolves each host name of the zone and checks that DNS answers exactly
+//! `linkplan verify`: resolves each host name of the zone and checks that DNS returns exactly
 //! the private addresses of the name's endpoint.
 //!
 //! 1. The config, checked offline, names the stack.
 //! 2. The live state gives each name's endpoint, and DescribeNetworkInterfaces the addresses
 //!    of that endpoint's network interfaces.
 //! 3. Each name is resolved with the system resolver (inside a VPC, the VPC's own) or the
-//!    server `--resolver` names, and the answers are printed as a table on stdout.
+//!    server that `--resolver` names, and the responses are printed as a table on stdout.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -26,7 +26,7 @@ use crate::exit;
 /// The DNS port used when `--resolver` gives none.
 const DNS_PORT: u16 = 53;
 
-/// How long one query waits for an answer, per attempt.
+/// How long one query waits for a response, per attempt.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 const QUERY_ATTEMPTS: usize = 2;
 
@@ -62,14 +62,14 @@ pub async fn run(args: &VerifyArgs, global: &GlobalArgs) -> Result<u8, CliError>
     let expected =
         verify::expected_names(&endpoints, &interfaces).map_err(|d| verify_errors(&d))?;
 
-    // 3. The answers.
+    // 3. The responses.
     let resolver = build_resolver(args.resolver)?;
     let server = match args.resolver {
         Some(address) => format!("DNS server {address}"),
         None => "the system resolver".to_string(),
     };
     eprintln!("Resolving {} names with {server}...", expected.len());
-    // The names are asked at once, so a server that never answers costs one timeout, not four.
+    // The names are queried at once, so a server that never responds costs one timeout, not four.
     let mut queries = tokio::task::JoinSet::new();
     for (index, name) in expected.iter().enumerate() {
         let resolver = resolver.clone();
@@ -153,7 +153,7 @@ fn build_resolver(server: Option<SocketAddr>) -> Result<Resolver<TokioRuntimePro
     options.timeout = QUERY_TIMEOUT;
     options.attempts = QUERY_ATTEMPTS;
     if server.is_some() {
-        // The named server's answer is what is checked, not the local hosts file.
+        // The check uses the named server's response, not the local hosts file.
         options.use_hosts_file = ResolveHosts::Never;
     }
     builder

@@ -369,7 +369,8 @@ fn check_endpoint_quota(
     if creates == 0 {
         return;
     }
-    // `observed.endpoints` lists every interface endpoint of the hub VPC, whoever made it.
+    // `observed.endpoints` lists every interface endpoint of the hub VPC, including those that
+    // linkplan did not create.
     let existing = observed.endpoints.iter().filter(|e| !e.is_gone()).count();
     let quota = stack.hub.endpoint_quota as usize;
     if existing + creates <= quota {

@@ -16,7 +16,7 @@ pub struct Saas {
     /// TCP port the agents and consoles connect to.
     pub port: u16,
     /// Other hosts under `zone_name` that clients are known to use, with what they serve.
-    /// The private zone answers NXDOMAIN for them inside every VPC it is associated with.
+    /// The private zone returns NXDOMAIN for them inside every VPC it is associated with.
     pub other_hosts: &'static [(&'static str, &'static str)],
     /// Whether `other_hosts` is the provider's complete list, or only the hosts known so far.
     pub other_hosts_complete: bool,

@@ -1,14 +1,14 @@
 //! `verify`: the addresses each name of the zone must resolve to, and the verdict on what DNS
-//! answered.
+//! returned.
 //!
-//! Inside a VPC associated with the zone, the Route 53 resolver answers an alias record with
-//! the addresses of its target, so each host name must resolve to exactly the private IPv4
-//! addresses of its endpoint's network interfaces.
+//! Inside a VPC associated with the zone, the Route 53 resolver responds to a query for an alias
+//! record with the addresses of its target. So each host name must resolve to exactly the private
+//! IPv4 addresses of its endpoint's network interfaces.
 //!
 //! 1. [`endpoints_to_verify`] finds the stack's endpoint of each service in the live state.
 //! 2. The provider reads the network interfaces of those endpoints.
 //! 3. [`expected_names`] maps each name to its interfaces' private addresses.
-//! 4. The caller resolves each name, and [`verdict`] compares the answer with what was expected.
+//! 4. The caller resolves each name, and [`verdict`] compares the response with what was expected.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -39,7 +39,7 @@ pub struct EndpointToVerify {
     pub network_interface_ids: Vec<String>,
 }
 
-/// One name with the addresses DNS must answer for it.
+/// One name with the addresses DNS must return for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpectedName {
     /// The fully qualified name, lowercase, without a trailing dot.
@@ -52,7 +52,7 @@ pub struct ExpectedName {
 /// The result of a DNS query for one name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// The A records of the answer, in the order they came.
+    /// The A records of the response, in the order they came.
     Addresses(Vec<Ipv4Addr>),
     /// NXDOMAIN, or a name without A records.
     NoRecords,
@@ -60,15 +60,15 @@ pub enum Answer {
     Failed(String),
 }
 
-/// The result of comparing one answer with the expected addresses.
+/// The result of comparing one response with the expected addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Exactly the expected addresses, all private.
     Match,
     /// Addresses other than the expected ones, or only some of them.
     Mismatch,
-    /// Among the answered addresses is one outside the private ranges of RFC 1918: the name
-    /// resolves to the public service, not to the endpoint.
+    /// An address outside the private ranges of RFC 1918 among those returned, which means the
+    /// name resolves to the public service, not to the endpoint.
     Public,
     /// No address at all, or a failed query.
     NoAnswer,

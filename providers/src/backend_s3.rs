@@ -4,7 +4,7 @@
 //! # Layout
 //! Every key starts with `<prefix><stack>/`:
 //! - `lock`: the holder as JSON. It is created with `If-None-Match: *`, so of two runs that
-//!   try at once exactly one gets it; the other gets `412 PreconditionFailed`.
+//!   try at once exactly one gets it and the other gets `412 PreconditionFailed`.
 //! - `journal/<plan id>/<sequence>.json`: one entry per object. The sequence has ten digits,
 //!   zero-padded, so key order is entry order. Each object is created with `If-None-Match: *`,
 //!   so two writers can never take the same sequence number.
@@ -115,7 +115,7 @@ struct Store {
 /// The result of a create with `If-None-Match: *`.
 enum Created {
     Now,
-    /// The key existed already; its content is returned, `None` when it was removed since.
+    /// A key that existed already, with its content (`None` when it was removed since).
     Existed(Option<Vec<u8>>),
 }
 
@@ -349,7 +349,7 @@ impl Backend for S3Backend {
             by: Holder::current(),
         };
         let body = serde_json::to_vec(&record).expect("an applied record serializes");
-        // A record that exists already says the same: the plan was applied.
+        // A record that exists already means the same: the plan was applied.
         self.store.create(&key, &body).await?;
         let last = self.key(stack, "last-applied");
         self.store.replace(&last, plan_id.as_bytes()).await
@@ -367,11 +367,12 @@ impl Backend for S3Backend {
 struct AppliedRecord<'a> {
     plan_id: &'a str,
     stack: &'a str,
-    /// The process that wrote the record; its `since` is when the record was written.
+    /// The process that wrote the record. Its `since` is when the record was written.
     by: Holder,
 }
 
-/// A held S3 lock; dropping it deletes the lock object, if it still holds this run's holder.
+/// A held S3 lock. Dropping it deletes the lock object if the object still contains this run's
+/// holder.
 struct S3Lock {
     store: Arc<Store>,
     key: String,
@@ -412,7 +413,7 @@ impl Drop for S3Lock {
             std::mem::take(&mut self.key),
             std::mem::take(&mut self.body),
         );
-        // Dropping cannot await, so the release blocks this worker thread until S3 answers,
+        // Dropping cannot await, so the release blocks this worker thread until S3 responds,
         // which the client's operation timeout bounds. A current-thread runtime cannot block
         // in place: there the release becomes a task, which runs only if the runtime goes on.
         match tokio::runtime::Handle::try_current() {

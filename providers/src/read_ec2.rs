@@ -486,8 +486,8 @@ pub async fn describe_security_groups(
         None,
         Some(filter(&format!("tag:{TAG_STACK}"), [stack])),
     );
-    // A group with the name linkplan would give the stack's group, but without its tags,
-    // would make the group's creation fail at apply; the planner reports it beforehand.
+    // A group that has the name linkplan would give the stack's group, but not its tags, would
+    // make the group's creation fail at apply. The planner reports such a group beforehand.
     let same_name = read_group_pages(
         ec2,
         None,

@@ -1,11 +1,11 @@
 //! An authoritative DNS server on 127.0.0.1 for `linkplan verify`, and the records it serves
-//! read from the local AWS API the way the Route 53 resolver answers them inside a VPC.
+//! read from the local AWS API the way the Route 53 resolver returns them inside a VPC.
 //!
-//! Inside a VPC associated with a private zone, the resolver answers an alias record to an
-//! interface endpoint with the private addresses of that endpoint's network interfaces.
-//! [`local_zone_records`] rebuilds those answers from moto: each alias record's target DNS
-//! name is matched to the endpoint that has it among its DNS entries, and the endpoint's
-//! interfaces give the addresses. [`DnsServer`] then serves them over UDP and TCP.
+//! Inside a VPC associated with a private zone, the resolver responds to a query for an alias
+//! record to an interface endpoint with the private addresses of that endpoint's network
+//! interfaces. [`local_zone_records`] rebuilds those responses from moto. Each alias record's
+//! target DNS name is matched to the endpoint that has it among its DNS entries, and the
+//! endpoint's interfaces give the addresses. [`DnsServer`] then serves them over UDP and TCP.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -26,8 +26,8 @@ use tokio::sync::oneshot;
 
 use crate::server::local_sdk_config;
 
-/// Seconds clients may cache an answer. Short, so a test that changes a record is not
-/// answered from a resolver's cache.
+/// Seconds clients may cache a response. It is short, so that a resolver's cache does not
+/// serve a stale record to a test that changes it.
 const TTL: u32 = 5;
 
 /// How long a TCP connection may stay idle before the server closes it.
@@ -42,7 +42,7 @@ const BIND_ATTEMPTS: usize = 20;
 /// The tag linkplan puts on everything it creates, with the stack name as its value.
 const TAG_STACK: &str = "linkplan:stack";
 
-/// Host names and the IPv4 addresses their A records answer, names fully qualified,
+/// Host names and the IPv4 addresses their A records return, names fully qualified,
 /// lowercase, without a trailing dot.
 pub type ZoneRecords = BTreeMap<String, Vec<Ipv4Addr>>;
 
@@ -56,9 +56,10 @@ pub struct DnsServer {
 }
 
 impl DnsServer {
-    /// Starts a server for `zone` that answers the A records `records`.
+    /// Starts a server for `zone` that serves the A records `records`.
     ///
-    /// Names under `zone` without a record answer NXDOMAIN, as a private hosted zone does.
+    /// Queries for names under `zone` without a record return NXDOMAIN, as a private hosted zone
+    /// does.
     ///
     /// # Errors
     /// A record outside `zone`, an invalid name, or no port free for both protocols.
@@ -196,10 +197,10 @@ async fn bind_pair() -> anyhow::Result<(UdpSocket, TcpListener)> {
 }
 
 /// Reads the private zone `zone` of stack `stack` from the local AWS API at `endpoint`, and
-/// returns the answers the VPC resolver would give for its A records.
+/// returns the addresses the VPC resolver would return for its A records.
 ///
-/// An alias record answers the private IPv4 addresses of the network interfaces of the
-/// endpoint whose DNS entries contain the alias target. A plain A record answers its values.
+/// An alias record resolves to the private IPv4 addresses of the network interfaces of the
+/// endpoint whose DNS entries contain the alias target. A plain A record resolves to its values.
 ///
 /// # Errors
 /// No zone or more than one zone of that name tagged with the stack, an alias whose target is

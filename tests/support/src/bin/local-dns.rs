@@ -1,9 +1,9 @@
 //! `local-dns`: serves the private zone of a stack, as linkplan applied it on the local AWS
 //! API, from an authoritative DNS server on 127.0.0.1, until the process is killed.
 //!
-//! Each alias record answers the private addresses of its endpoint's network interfaces, which
-//! is what the Route 53 resolver answers inside a VPC associated with the zone. The first line
-//! on stdout is the server's address, `127.0.0.1:PORT`, for `linkplan verify --resolver`.
+//! Each alias record resolves to the private addresses of its endpoint's network interfaces,
+//! which is what the Route 53 resolver returns inside a VPC associated with the zone. The first
+//! line on stdout is the server's address, `127.0.0.1:PORT`, for `linkplan verify --resolver`.
 
 use std::io::Write;
 
@@ -29,7 +29,7 @@ struct Args {
     #[arg(long, default_value = "us-east-1")]
     region: String,
 
-    /// The local AWS API; only loopback addresses are accepted
+    /// The local AWS API, which must be on a loopback address
     #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
     endpoint_url: String,
 }
@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
         eprintln!("local-dns: {name} A {}", texts.join(", "));
     }
 
-    // The server runs on its own thread; this one only keeps the process alive.
+    // The server runs on its own thread, so this one only keeps the process alive.
     loop {
         std::thread::park();
     }
