@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use linkplan_aws::S3Backend;
-use linkplan_engine::journal::{Backend, BackendError, LocalBackend};
+use linkplan_engine::journal::{
+    Backend, BackendError, Entry, Holder, Journal, LocalBackend, LockGuard,
+};
 use linkplan_engine::plan_file::Plan;
 use linkplan_engine::stack::{BackendConfig, Stack};
 
@@ -46,6 +48,29 @@ pub async fn for_stack(stack: &Stack, plan_path: &Path, global: &GlobalArgs) -> 
             Box::new(S3Backend::new(config, &super::commands::provider_options(global)).await)
         }
     }
+}
+
+/// Takes the lock of `plan`'s stack for `holder`, then opens the plan's journal and reads its
+/// entries. The lock is held for as long as the returned guard lives.
+///
+/// # Errors
+/// The stack is locked by another run (with the exact `unlock` command), or the backend fails.
+pub async fn lock_and_open(
+    backend: &dyn Backend,
+    plan: &Plan,
+    plan_path: &Path,
+    holder: &Holder,
+) -> Result<(Box<dyn LockGuard>, Box<dyn Journal>, Vec<Entry>), CliError> {
+    let lock = backend
+        .lock(&plan.stack_name, holder)
+        .await
+        .map_err(|e| CliError::new(e.to_string()).help(unlock_help(plan_path, plan)))?;
+    let journal = backend
+        .journal(&plan.stack_name, &plan.id())
+        .await
+        .map_err(backend_error)?;
+    let entries = journal.entries().await.map_err(backend_error)?;
+    Ok((lock, journal, entries))
 }
 
 /// Turns a backend error into a command error with its advice.

@@ -25,14 +25,8 @@ pub async fn run(
     let backend_error = crate::backend::backend_error;
 
     let holder = Holder::current();
-    let _lock = backend.lock(&plan.stack_name, &holder).await.map_err(|e| {
-        CliError::new(e.to_string()).help(crate::backend::unlock_help(&args.plan, &plan))
-    })?;
-    let mut journal = backend
-        .journal(&plan.stack_name, &plan_id)
-        .await
-        .map_err(backend_error)?;
-    let entries = journal.entries().await.map_err(backend_error)?;
+    let (_lock, mut journal, entries) =
+        crate::backend::lock_and_open(backend.as_ref(), &plan, &args.plan, &holder).await?;
     if !entries.iter().any(|e| matches!(e, Entry::Intent { .. })) {
         println!(
             "Plan `{}` has no run to roll back: its journal {} records no step.",

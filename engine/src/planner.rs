@@ -197,6 +197,16 @@ impl<'a> Planner<'a> {
         });
     }
 
+    /// Returns the records read from zone `zone_id`, none when it was not read.
+    fn zone_records(&self, zone_id: &str) -> &'a [RecordState] {
+        let observed = self.observed;
+        observed
+            .records
+            .get(zone_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
     /// Returns the stack's live private zone: the one tagged as its `zone`, or the one named
     /// in `zone.adopt`.
     fn owned_zone(&self) -> Option<&'a HostedZoneState> {
@@ -939,8 +949,7 @@ impl<'a> Planner<'a> {
         let address = addresses::records();
         let live_records: &[RecordState] = zone
             .live
-            .and_then(|z| self.observed.records.get(&z.zone_id))
-            .map(Vec::as_slice)
+            .map(|z| self.zone_records(&z.zone_id))
             .unwrap_or_default();
 
         let mut wanted = Vec::new();
@@ -1058,11 +1067,7 @@ impl<'a> Planner<'a> {
             .map(|s| self.stack.zone.record_name(&s.host))
             .collect();
         let foreign: Vec<String> = self
-            .observed
-            .records
-            .get(&zone.zone_id)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+            .zone_records(&zone.zone_id)
             .iter()
             .filter(|r| !(r.name == zone.name && matches!(r.record_type.as_str(), "SOA" | "NS")))
             .filter(|r| {
@@ -1592,11 +1597,7 @@ impl<'a> Planner<'a> {
         if let Some(zone) = zone {
             self.zone_holds_only_ours(zone);
             let records: Vec<AliasRecord> = self
-                .observed
-                .records
-                .get(&zone.zone_id)
-                .map(Vec::as_slice)
-                .unwrap_or_default()
+                .zone_records(&zone.zone_id)
                 .iter()
                 .filter(|r| r.record_type == "A" && r.set_identifier.is_none())
                 .filter(|r| {

@@ -29,7 +29,7 @@ pub struct FieldChange {
     pub path: String,
     pub planned: String,
     pub current: String,
-    /// Whether the field is a list compared as a set: `planned` then holds the items only the
+    /// Whether the field is a list compared as a set. Then `planned` contains the items only the
     /// plan saw, and `current` those only the new read sees.
     pub as_set: bool,
 }
@@ -97,8 +97,7 @@ fn differences(planned: &Value, current: &Value, path: String, out: &mut Vec<Fie
                 );
             }
         }
-        (Value::Array(a), Value::Array(b)) if keyed(a).is_some() && keyed(b).is_some() => {
-            let (a, b) = (keyed(a).unwrap_or_default(), keyed(b).unwrap_or_default());
+        (Value::Array(a), Value::Array(b)) if let (Some(a), Some(b)) = (keyed(a), keyed(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for key in keys {
                 differences(
@@ -157,7 +156,7 @@ const IDENTITY_FIELDS: [&str; 6] = [
 ];
 
 /// Returns the items of `items` by what names each, when every item is an object with a
-/// distinct name; a list of records is keyed by name and type, such as `relay.example.com A`.
+/// distinct name. A list of records is keyed by name and type, such as `relay.example.com A`.
 fn keyed(items: &[Value]) -> Option<BTreeMap<String, &Value>> {
     let mut map = BTreeMap::new();
     for item in items {
@@ -346,6 +345,11 @@ mod tests {
         let current = map(&[("x", r#"{"a":2,"b":2,"c":2,"d":2,"e":2,"f":2}"#)]);
         let text = compare(&planned, &current)[0].to_string();
         assert!(text.ends_with("; and 2 more"), "{text}");
+        assert_eq!(
+            text.matches(" when planned").count(),
+            MAX_FIELDS_LISTED,
+            "only the first fields are listed: {text}"
+        );
     }
 
     #[test]

@@ -1485,7 +1485,7 @@ fn removed_spoke_association_is_drift() {
 }
 
 #[test]
-fn vpc_associated_by_hand_is_reported_and_left_alone() {
+fn hand_associated_vpc_is_left_alone() {
     let stack = two_services("");
     let mut observed = converged(&stack);
     observed.hosted_zones[0]
@@ -1556,7 +1556,7 @@ fn destroy_errors(stack: &Stack, observed: &Observed) -> Vec<String> {
 }
 
 #[test]
-fn destroy_of_zone_with_foreign_record_is_error() {
+fn destroy_with_foreign_record_is_error() {
     let stack = two_services("");
     let mut observed = converged(&stack);
     observed
@@ -1581,7 +1581,7 @@ fn destroy_of_zone_with_foreign_record_is_error() {
 }
 
 #[test]
-fn destroy_of_zone_shared_with_other_vpc_is_error() {
+fn destroy_of_shared_zone_is_error() {
     let stack = two_services("");
     let mut observed = converged(&stack);
     observed.hosted_zones[0]
@@ -1593,5 +1593,34 @@ fn destroy_of_zone_shared_with_other_vpc_is_error() {
         [format!(
             "zone `{ZONE_ID}` is also associated with vpc-0000cccc, which are neither the hub nor a spoke of the config"
         )]
+    );
+}
+
+#[test]
+fn destroy_ignores_apex_soa_and_ns() {
+    let stack = two_services("");
+    let mut observed = converged(&stack);
+    let records = observed
+        .records
+        .get_mut(ZONE_ID)
+        .expect("the zone's records");
+    for kind in ["SOA", "NS"] {
+        records.push(RecordState {
+            name: ZONE_NAME.to_string(),
+            record_type: kind.to_string(),
+            alias: None,
+            values: vec!["ns-1.awsdns-00.com.".to_string()],
+            ttl: Some(900),
+            set_identifier: None,
+        });
+    }
+
+    let planned = planner::plan(&stack, &observed, Mode::Destroy).unwrap_or_else(|errors| {
+        panic!("the records Route 53 makes with a zone block nothing:\n{errors}")
+    });
+    assert!(
+        addresses(&planned.steps).contains(&"zone".to_string()),
+        "the zone is deleted: {:?}",
+        addresses(&planned.steps)
     );
 }
