@@ -29,7 +29,7 @@ use crate::graph::StepGraph;
 use crate::journal::{BackendError, Entry, Journal, Outcome};
 use crate::observed::hex;
 use crate::plan_file::Plan;
-use crate::provider::{Outputs, Provider, ProviderError, StepProgress, StepRequest};
+use crate::provider::{ErrorKind, Outputs, Provider, ProviderError, StepProgress, StepRequest};
 use crate::resource::Address;
 use crate::step::{Action, Step};
 
@@ -113,11 +113,24 @@ pub enum ApplyError {
     Backend(#[from] BackendError),
 }
 
-/// Returns the idempotency token of step `address` of plan `plan_id`: `lp-` and 40 hex
-/// digits, within the 64 ASCII characters EC2's `ClientToken` allows.
+/// Returns the idempotency token of step `address` of plan `plan_id` in its first run: `lp-`
+/// and 40 hex digits, within the 64 ASCII characters EC2's `ClientToken` allows.
 pub fn idempotency_token(plan_id: &str, address: &Address) -> String {
-    let digest = Sha256::digest(format!("{plan_id}\n{address}").as_bytes());
-    format!("lp-{}", &hex(&digest)[..40])
+    run_token(plan_id, address, 0)
+}
+
+/// Returns the token of step `address` after `rolled_back` runs of the plan were rolled back.
+///
+/// AWS returns a token's first result: a `CreateVpcEndpoint` repeated with the token of an
+/// endpoint that was since deleted returns that deleted endpoint, and a `CreateHostedZone`
+/// repeated with the caller reference of a deleted zone fails with `HostedZoneAlreadyExists`.
+/// So a plan applied again after a rollback needs new tokens, while a resumed run keeps them.
+pub fn run_token(plan_id: &str, address: &Address, rolled_back: usize) -> String {
+    let input = match rolled_back {
+        0 => format!("{plan_id}\n{address}"),
+        n => format!("{plan_id}\n{address}\n{n}"),
+    };
+    format!("lp-{}", &hex(&Sha256::digest(input.as_bytes()))[..40])
 }
 
 /// Runs the steps of one plan against a provider.
@@ -182,6 +195,7 @@ impl Executor {
         let replayed = Replay::of(journal.entries().await?);
         let mut outputs = replayed.outputs;
         let mut resolved = replayed.resolved;
+        let mut tokens = replayed.tokens;
         report.completed = replayed.completed;
 
         // A step whose call was made but whose outcome never reached the journal (a crash, a
@@ -224,7 +238,7 @@ impl Executor {
                         Ok(step) => step,
                         Err(missing) => {
                             let error = ProviderError::new(
-                                crate::provider::ErrorKind::Other,
+                                ErrorKind::Other,
                                 "linkplan",
                                 "resolve",
                                 &steps[&address].context.region,
@@ -243,7 +257,14 @@ impl Executor {
                             break;
                         }
                     };
-                    let token = idempotency_token(&plan_id, &address);
+                    // An unfinished step keeps the token of its intent, so that AWS can
+                    // recognize the repeat. Any other step gets the token of this run.
+                    let token = match tokens.get(&address) {
+                        Some(token) if replayed.unfinished.contains(&address) => token.clone(),
+                        _ => run_token(&plan_id, &address, replayed.rolled_back),
+                    };
+                    let earlier_attempt = replayed.attempted.contains(&address);
+                    tokens.insert(address.clone(), token.clone());
                     journal
                         .append(&Entry::Intent {
                             address: address.clone(),
@@ -266,6 +287,7 @@ impl Executor {
                             step: &step,
                             stack: &stack,
                             token: &token,
+                            earlier_attempt,
                             wait_timeout,
                             progress: &progress,
                         };
@@ -333,8 +355,12 @@ impl Executor {
             return Ok(report);
         }
         if self.options.rollback {
-            self.roll_back(plan, &mut report, &resolved, &outputs, journal)
-                .await?;
+            let run = RunRecord {
+                resolved: &resolved,
+                outputs: &outputs,
+                tokens: &tokens,
+            };
+            self.roll_back(plan, &mut report, &run, journal).await?;
         } else {
             // A failed create may have made its object, and nothing looks for it.
             for (address, _) in &report.failed {
@@ -387,7 +413,7 @@ impl Executor {
                 continue;
             }
             let error = ProviderError::new(
-                crate::provider::ErrorKind::Other,
+                ErrorKind::Other,
                 "linkplan",
                 "resume",
                 &step.context.region,
@@ -396,8 +422,12 @@ impl Executor {
             report.failed.push((address.clone(), error));
         }
 
-        self.roll_back(plan, &mut report, &replayed.resolved, &outputs, journal)
-            .await?;
+        let run = RunRecord {
+            resolved: &replayed.resolved,
+            outputs: &outputs,
+            tokens: &replayed.tokens,
+        };
+        self.roll_back(plan, &mut report, &run, journal).await?;
         report.failed.clear();
 
         let outcome = if report.completed.is_empty() && report.not_rolled_back.is_empty() {
@@ -415,11 +445,13 @@ impl Executor {
         &self,
         plan: &Plan,
         report: &mut ApplyReport,
-        resolved: &BTreeMap<Address, Step>,
-        outputs: &BTreeMap<Address, Outputs>,
+        run: &RunRecord<'_>,
         journal: &mut dyn Journal,
     ) -> Result<(), BackendError> {
         let plan_id = plan.id();
+        let RunRecord {
+            resolved, outputs, ..
+        } = *run;
         let mut undo: Vec<(Address, Option<Outputs>)> = report
             .completed
             .iter()
@@ -441,12 +473,33 @@ impl Executor {
         for address in failed_creates.into_iter().rev() {
             undo.insert(0, (address, None));
         }
+        // A change whose call timed out or lost its connection may have taken effect, so it is
+        // undone too. Its undo restores the `before` values, which changes nothing when the
+        // call did not take effect.
+        let failed_changes: Vec<Address> = report
+            .failed
+            .iter()
+            .filter(|(a, error)| {
+                outcome_unknown(error)
+                    && resolved
+                        .get(a)
+                        .is_some_and(|s| matches!(s.action, Action::Update | Action::Adopt))
+            })
+            .map(|(a, _)| a.clone())
+            .collect();
+        for address in failed_changes.into_iter().rev() {
+            undo.insert(0, (address, Some(Outputs::new())));
+        }
 
         for (address, known_outputs) in undo {
             let Some(step) = resolved.get(&address) else {
                 continue;
             };
-            let token = idempotency_token(&plan_id, &address);
+            let token = run
+                .tokens
+                .get(&address)
+                .cloned()
+                .unwrap_or_else(|| idempotency_token(&plan_id, &address));
             let progress = ProgressRelay {
                 observer: Arc::clone(&self.observer),
                 address: address.clone(),
@@ -455,6 +508,7 @@ impl Executor {
                 step,
                 stack: &plan.stack_name,
                 token: &token,
+                earlier_attempt: true,
                 wait_timeout: self.options.wait_timeout,
                 progress: &progress,
             };
@@ -512,6 +566,16 @@ impl Executor {
     }
 }
 
+/// The record of the steps a run started, which its rollback reads.
+struct RunRecord<'a> {
+    /// The last resolved request of each started step.
+    resolved: &'a BTreeMap<Address, Step>,
+    /// The outputs of completed steps.
+    outputs: &'a BTreeMap<Address, Outputs>,
+    /// The token each started step was called with.
+    tokens: &'a BTreeMap<Address, String>,
+}
+
 /// The state of a plan's runs so far, replayed from its journal.
 #[derive(Debug, Default)]
 struct Replay {
@@ -520,8 +584,14 @@ struct Replay {
     outputs: BTreeMap<Address, Outputs>,
     /// The last resolved request of each step that was started.
     resolved: BTreeMap<Address, Step>,
+    /// The token of each step's last intent.
+    tokens: BTreeMap<Address, String>,
     /// Steps whose call was made and whose outcome is missing, in order of their intents.
     unfinished: Vec<Address>,
+    /// Steps started since the last full rollback: their objects may exist.
+    attempted: BTreeSet<Address>,
+    /// Runs that ended rolled back, which gives the tokens of the next run.
+    rolled_back: usize,
 }
 
 impl Replay {
@@ -529,8 +599,14 @@ impl Replay {
         let mut replay = Replay::default();
         for entry in entries {
             match entry {
-                Entry::Intent { address, step, .. } => {
+                Entry::Intent {
+                    address,
+                    step,
+                    token,
+                } => {
                     replay.resolved.insert(address.clone(), *step);
+                    replay.tokens.insert(address.clone(), token);
+                    replay.attempted.insert(address.clone());
                     replay.unfinished.retain(|a| *a != address);
                     replay.unfinished.push(address);
                 }
@@ -541,6 +617,12 @@ impl Replay {
                     replay.outputs.insert(address, outputs);
                 }
                 Entry::Failed { address, .. } => replay.unfinished.retain(|a| *a != address),
+                Entry::Finished {
+                    outcome: Outcome::RolledBack,
+                } => {
+                    replay.rolled_back += 1;
+                    replay.attempted.clear();
+                }
                 Entry::Undone { address } => {
                     replay.completed.retain(|a| *a != address);
                     replay.outputs.remove(&address);
@@ -550,6 +632,12 @@ impl Replay {
         }
         replay
     }
+}
+
+/// Reports whether a step that failed with `error` may still have taken effect: its call timed
+/// out, or its connection failed after the request may have been sent.
+fn outcome_unknown(error: &ProviderError) -> bool {
+    matches!(error.kind, ErrorKind::Timeout | ErrorKind::Transient)
 }
 
 /// Reports whether the delete `step` can be reversed: only revoking an association

@@ -37,6 +37,10 @@ pub struct StepRequest<'a> {
     /// Idempotency token derived from the plan and the step: at most 64 ASCII characters, the
     /// same on every retry of the step, different for every other step.
     pub token: &'a str,
+    /// Whether an earlier run of the plan started this step since its last full rollback, so
+    /// that the step's object may exist already. Without one, nothing can carry this step's
+    /// tags or token yet, and a create need not look for an earlier attempt's object.
+    pub earlier_attempt: bool,
     /// How long the step may wait for its object to become usable (or gone, on undo).
     pub wait_timeout: Duration,
     pub progress: &'a dyn StepProgress,
@@ -51,9 +55,11 @@ pub struct StepRequest<'a> {
 /// - `apply` performs one step and returns only once its object is usable: an endpoint
 ///   `available`, a peering `active`, a Route 53 change `INSYNC`. It fails rather than wait
 ///   past `wait_timeout`. Created objects carry the tags of [`crate::resource::tags_for`].
-/// - `apply` is safe to repeat with the same request and token: a repeat finds what an earlier,
-///   interrupted attempt made (by tags, caller reference or content) instead of making a twin,
-///   and finishes what that attempt left undone. Resume relies on this.
+/// - `apply` is safe to repeat with the same request and token: a repeat, which has
+///   `earlier_attempt` set, finds what an earlier, interrupted attempt made (by tags, caller
+///   reference or content) instead of making a twin, and finishes what that attempt left
+///   undone. Resume relies on this. A first attempt may skip that lookup, but must still not
+///   make a twin when the SDK retries a call whose answer was lost.
 /// - `undo` reverses a step `apply` completed, given the outputs it returned, and waits until
 ///   the reversal has taken effect (an endpoint `deleted` before its group is deleted). Undoing
 ///   an already undone step succeeds.

@@ -685,7 +685,124 @@ async fn tokens_are_short_distinct_and_derived() {
             "the provider gets the journaled token for {}",
             call.address
         );
+        assert!(
+            !call.earlier_attempt,
+            "the first run of {} has no earlier attempt",
+            call.address
+        );
     }
+}
+
+/// Plans the one-service config against a hub whose VPC has DNS hostnames off, so the plan
+/// has an update step, `vpc.hub.dns_hostnames`, that fails with an error of `kind`.
+async fn failed_update(name: &str, kind: ErrorKind) -> (Harness, ApplyReport) {
+    let stack = support::stack_from(support::ONE_SERVICE_CONFIG);
+    let mut observed = support::empty_hub(&stack);
+    if let Some(Some(vpc)) = observed.vpcs.get_mut(&stack.hub.vpc_id) {
+        vpc.dns_hostnames = false;
+    }
+    let harness = Harness::with_observed(name, stack, observed, Mode::Apply);
+    let address = "vpc.hub.dns_hostnames";
+    assert!(
+        harness
+            .plan
+            .steps
+            .iter()
+            .any(|s| s.address.as_str() == address),
+        "the plan turns DNS hostnames on"
+    );
+    let error = support::provider_error(kind, "ModifyVpcAttribute", "no response");
+    harness.cloud.fail_at(address, FailureTiming::Before, error);
+    let report = harness.apply(options(8, true)).await;
+    (harness, report)
+}
+
+fn undo_calls(harness: &Harness, address: &str) -> usize {
+    harness
+        .cloud
+        .calls()
+        .iter()
+        .filter(|c| c.kind == CallKind::Undo && c.address.as_str() == address)
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn timed_out_update_is_undone() {
+    let (harness, report) = failed_update("timed-out-update", ErrorKind::Timeout).await;
+    assert_eq!(
+        report.outcome(),
+        Outcome::RolledBack,
+        "the run is undone: {report:?}"
+    );
+    assert!(
+        report
+            .rolled_back
+            .contains(&Address::from("vpc.hub.dns_hostnames")),
+        "a change whose call timed out may have taken effect, so it is undone: {report:?}"
+    );
+    assert_eq!(undo_calls(&harness, "vpc.hub.dns_hostnames"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejected_update_is_not_undone() {
+    let (harness, report) = failed_update("rejected-update", ErrorKind::InvalidRequest).await;
+    assert_eq!(
+        report.outcome(),
+        Outcome::RolledBack,
+        "the run is undone: {report:?}"
+    );
+    assert_eq!(
+        undo_calls(&harness, "vpc.hub.dns_hostnames"),
+        0,
+        "a rejected change did nothing, so there is nothing to undo"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn apply_after_rollback_uses_new_tokens() {
+    let harness = Harness::new("again", support::HUB_CONFIG);
+    let error = support::provider_error(ErrorKind::Terminal, "ChangeResourceRecordSets", "bad");
+    harness
+        .cloud
+        .fail_at("records", FailureTiming::Before, error);
+    let first = harness.apply(options(8, true)).await;
+    assert_eq!(
+        first.outcome(),
+        Outcome::RolledBack,
+        "the first run is undone: {first:?}"
+    );
+    harness.cloud.clear_failures();
+    let first_calls = harness.cloud.calls().len();
+    let second = harness.apply(options(8, true)).await;
+    assert_eq!(
+        second.outcome(),
+        Outcome::Applied,
+        "the second run completes: {second:?}"
+    );
+
+    let calls = harness.cloud.calls();
+    let token_of = |calls: &[support::Call], address: &str| {
+        calls
+            .iter()
+            .find(|c| c.kind == CallKind::Apply && c.address.as_str() == address)
+            .map(|c| c.token.clone())
+            .expect("the step was applied")
+    };
+    let address = "endpoint.agents";
+    assert_eq!(
+        token_of(&calls[..first_calls], address),
+        idempotency_token(&harness.plan.id(), &Address::from(address)),
+        "the first run uses the plan's first tokens"
+    );
+    assert_ne!(
+        token_of(&calls[first_calls..], address),
+        token_of(&calls[..first_calls], address),
+        "after a rollback, AWS would answer the old token with the deleted object"
+    );
+    assert!(
+        calls[first_calls..].iter().all(|c| !c.earlier_attempt),
+        "everything the first run made was removed, so nothing is looked for"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -915,6 +1032,14 @@ async fn resume_repeats_create_with_missing_outcome() {
         repeated,
         [token.as_str()],
         "the unfinished create runs again with its token"
+    );
+    assert!(
+        calls
+            .iter()
+            .filter(|c| c.kind == CallKind::Apply)
+            .all(|c| c.earlier_attempt),
+        "the steps started in the crashed run (the endpoint, and the records that failed) are \
+         told that an earlier attempt may have made their object"
     );
     assert_eq!(
         harness.cloud.object("endpoint.agents"),

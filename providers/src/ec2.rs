@@ -132,7 +132,7 @@ pub async fn find_security_group(call: &StepCall<'_>) -> Result<Option<Outputs>,
     Ok(found.map(|id| id_output(&id)))
 }
 
-/// Creates the group, or finds the one an earlier attempt of this step created.
+/// Creates the group, or, in a repeated step, finds the one an earlier attempt created.
 ///
 /// CreateSecurityGroup takes no idempotency token, so it is retried only when throttled. After
 /// a timeout or a connection error the group is looked up by its tags before calling again.
@@ -140,7 +140,9 @@ async fn create_security_group(
     call: &StepCall<'_>,
     group: &SecurityGroup,
 ) -> Result<String, ProviderError> {
-    if let Some(id) = find_tagged_group(call, &group.vpc_id).await? {
+    if call.request.earlier_attempt
+        && let Some(id) = find_tagged_group(call, &group.vpc_id).await?
+    {
         tracing::info!(group = %id, "security group from an earlier attempt found by its tags");
         return Ok(id);
     }

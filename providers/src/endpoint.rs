@@ -13,7 +13,7 @@ use linkplan_engine::step::Action;
 use crate::ec2::{add_ec2_tags, is_tagged_for, restore_ec2_tags};
 use crate::errors::{is_not_found, send};
 use crate::normalize::tag_specification;
-use crate::read_ec2::{describe_endpoint, describe_endpoints_of_vpc};
+use crate::read_ec2::{describe_endpoint, describe_endpoints_of_vpc, endpoint_state};
 use crate::sdk_config::Ec2;
 use crate::steps::{StepCall, pick};
 use crate::wait::{Probe, WaitError, poll, seconds};
@@ -165,12 +165,19 @@ async fn create(
         ));
     }
 
-    // moto 5.2.5 does not de-duplicate on ClientToken, so an earlier attempt is looked for by
-    // its tags first, which works the same on AWS.
-    let id = match find_tagged(call, endpoint, replaced).await? {
+    // A repeated step looks for what its earlier attempt made by tags first: moto 5.2.5 does
+    // not de-duplicate on ClientToken, and the lookup works the same on AWS. A first attempt
+    // relies on the token alone, which AWS honours when the SDK retries a call whose response
+    // was lost. moto would make a second endpoint then.
+    let earlier = if call.request.earlier_attempt {
+        find_tagged(call, endpoint, replaced).await?
+    } else {
+        None
+    };
+    let state = match earlier {
         Some(found) => {
             tracing::info!(endpoint = %found.endpoint_id, "endpoint from an earlier attempt found");
-            found.endpoint_id
+            wait_available(call, &found.endpoint_id, "CreateVpcEndpoint").await?
         }
         None => {
             let group_ids: Vec<String> = known_set(call, &endpoint.security_group_ids)?
@@ -192,18 +199,27 @@ async fn create(
                 .client_token(token)
                 .tag_specifications(tag_specification(ResourceType::VpcEndpoint, &endpoint.tags));
             let answer = send!(ec2.site, "CreateVpcEndpoint", request)?;
-            let id = answer
-                .vpc_endpoint()
-                .and_then(|e| e.vpc_endpoint_id())
-                .unwrap_or_default()
-                .to_string();
+            let created = answer.vpc_endpoint().map(endpoint_state);
+            let id = created
+                .as_ref()
+                .map(|e| e.endpoint_id.clone())
+                .unwrap_or_default();
             tracing::info!(endpoint = %id, service = %endpoint.service_name, "created endpoint");
-            id
+            // AWS returns `pending`, so the endpoint is polled. A response that is already
+            // `available` with its DNS entries (as from moto) needs no poll.
+            match created {
+                Some(state) if is_usable(&state) => state,
+                _ => wait_available(call, &id, "CreateVpcEndpoint").await?,
+            }
         }
     };
-
-    let state = wait_available(call, &id, "CreateVpcEndpoint").await?;
     endpoint_outputs(call, &state)
+}
+
+/// Reports whether `state` is `available` with a regional DNS entry, which is all a step needs.
+fn is_usable(state: &EndpointState) -> bool {
+    state.state == "available"
+        && regional_dns_entry(&state.endpoint_id, &state.dns_entries).is_some()
 }
 
 /// Returns the outputs of an available endpoint: its id and its regional DNS entry.

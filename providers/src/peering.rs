@@ -106,14 +106,16 @@ async fn find_tagged_peering(
 }
 
 /// Requests the connection from the hub's region with `PeerRegion` (and `PeerOwnerId` across
-/// accounts), or finds the one an earlier attempt of this step requested. The call takes no
-/// idempotency token, so after a timeout or a connection error the connection is looked up by
-/// its tags before calling again.
+/// accounts), or, in a repeated step, finds the one an earlier attempt requested. The call
+/// takes no idempotency token, so after a timeout or a connection error the connection is
+/// looked up by its tags before calling again.
 async fn request_peering(
     call: &StepCall<'_>,
     peering: &PeeringConnection,
 ) -> Result<String, ProviderError> {
-    if let Some(found) = find_tagged_peering(call, &peering.requester_vpc_id).await? {
+    if call.request.earlier_attempt
+        && let Some(found) = find_tagged_peering(call, &peering.requester_vpc_id).await?
+    {
         tracing::info!(peering = %found.peering_id, "peering from an earlier attempt found");
         return Ok(found.peering_id);
     }

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use aws_sdk_route53::types::{
-    AliasTarget, Change, ChangeAction, ChangeBatch, HostedZoneConfig, ResourceRecordSet, RrType,
-    Tag, TagResourceType, Vpc, VpcRegion,
+    AliasTarget, Change, ChangeAction, ChangeBatch, ChangeInfo, HostedZoneConfig,
+    ResourceRecordSet, RrType, Tag, TagResourceType, Vpc, VpcRegion,
 };
 use linkplan_engine::observed::RecordState;
 use linkplan_engine::provider::{ErrorKind, Outputs, ProviderError};
@@ -83,11 +83,16 @@ pub async fn find_zone(call: &StepCall<'_>) -> Result<Option<Outputs>, ProviderE
 /// Creates the private zone with `CallerReference` = the step's token, tags it and waits for
 /// the change. A zone with that caller reference (from an earlier attempt) is used instead:
 /// AWS rejects a repeated reference with `HostedZoneAlreadyExists`, while moto 5.2.5 creates a
-/// second zone, so the zone is looked for before the call too.
+/// second zone, so a repeated step looks for the zone before the call too.
 async fn create_zone(call: &StepCall<'_>, zone: &HostedZone) -> Result<String, ProviderError> {
     let route53 = call.route53()?;
     let token = call.request.token;
-    let (id, change) = match find_zone_by_reference(route53, &zone.name, token).await? {
+    let earlier = if call.request.earlier_attempt {
+        find_zone_by_reference(route53, &zone.name, token).await?
+    } else {
+        None
+    };
+    let (id, change) = match earlier {
         Some(id) => {
             tracing::info!(zone = %id, "hosted zone from an earlier attempt found");
             (id, None)
@@ -110,7 +115,7 @@ async fn create_zone(call: &StepCall<'_>, zone: &HostedZone) -> Result<String, P
                         .hosted_zone()
                         .map(|z| zone_id(z.id()))
                         .unwrap_or_default();
-                    let change = answer.change_info().map(|c| change_id(c.id()));
+                    let change = answer.change_info().cloned();
                     tracing::info!(zone = %id, name = %zone.name, "created hosted zone");
                     (id, change)
                 }
@@ -126,12 +131,7 @@ async fn create_zone(call: &StepCall<'_>, zone: &HostedZone) -> Result<String, P
     };
 
     // Tagging needs only the zone id, so it runs while the creation propagates.
-    let insync = async {
-        match &change {
-            Some(change) => wait_insync(call, route53, change, "CreateHostedZone").await,
-            None => Ok(()),
-        }
-    };
+    let insync = settle(call, route53, change.as_ref(), "CreateHostedZone");
     tokio::try_join!(add_zone_tags(route53, &id, &zone.tags), insync)?;
     Ok(id)
 }
@@ -228,12 +228,7 @@ async fn delete_zone(call: &StepCall<'_>, id: &str) -> Result<(), ProviderError>
     match send!(route53.site, "DeleteHostedZone", request) {
         Ok(answer) => {
             tracing::info!(zone = id, "deleted hosted zone");
-            match answer.change_info() {
-                Some(change) => {
-                    wait_insync(call, route53, &change_id(change.id()), "DeleteHostedZone").await
-                }
-                None => Ok(()),
-            }
+            settle(call, route53, answer.change_info(), "DeleteHostedZone").await
         }
         Err(error) if is_not_found(&error) => {
             tracing::info!(zone = id, "hosted zone already deleted");
@@ -241,6 +236,26 @@ async fn delete_zone(call: &StepCall<'_>, id: &str) -> Result<(), ProviderError>
         }
         Err(error) => Err(error),
     }
+}
+
+/// Waits until `change`, as returned by a change call, is `INSYNC`. A change that is already
+/// `INSYNC` (moto's always is), or no change at all, needs no poll.
+async fn settle(
+    call: &StepCall<'_>,
+    route53: &Route53,
+    change: Option<&ChangeInfo>,
+    operation: &str,
+) -> Result<(), ProviderError> {
+    match change {
+        Some(change) if !is_insync(change.status().as_str()) => {
+            wait_insync(call, route53, &change_id(change.id()), operation).await
+        }
+        _ => Ok(()),
+    }
+}
+
+fn is_insync(status: &str) -> bool {
+    status.eq_ignore_ascii_case("INSYNC")
 }
 
 /// Polls change `change` until it reads `INSYNC`.
@@ -257,7 +272,7 @@ async fn wait_insync(
             .change_info()
             .map(|c| c.status().as_str().to_string())
             .unwrap_or_default();
-        if status.eq_ignore_ascii_case("INSYNC") {
+        if is_insync(&status) {
             Ok(Probe::Ready(()))
         } else {
             Ok(Probe::Pending(format!("Route 53 change {change} {status}")))
@@ -519,18 +534,13 @@ async fn send_change_batch(
         deletes = deletes.len(),
         "changed records"
     );
-    match answer.change_info() {
-        Some(change) => {
-            wait_insync(
-                call,
-                route53,
-                &change_id(change.id()),
-                "ChangeResourceRecordSets",
-            )
-            .await
-        }
-        None => Ok(()),
-    }
+    settle(
+        call,
+        route53,
+        answer.change_info(),
+        "ChangeResourceRecordSets",
+    )
+    .await
 }
 
 // ---- Zone associations and authorizations ---------------------------------------------------
@@ -603,13 +613,13 @@ async fn associate(
                 region,
                 "associated VPC with hosted zone"
             );
-            match answer.change_info() {
-                Some(change) => {
-                    let change = change_id(change.id());
-                    wait_insync(call, route53, &change, "AssociateVPCWithHostedZone").await
-                }
-                None => Ok(()),
-            }
+            settle(
+                call,
+                route53,
+                answer.change_info(),
+                "AssociateVPCWithHostedZone",
+            )
+            .await
         }
         Err(error) if error.kind == ErrorKind::Conflict => {
             if is_associated(route53, zone, vpc_id, region).await? {
@@ -678,13 +688,13 @@ async fn disassociate(
                 region,
                 "disassociated VPC from hosted zone"
             );
-            match answer.change_info() {
-                Some(change) => {
-                    let change = change_id(change.id());
-                    wait_insync(call, route53, &change, "DisassociateVPCFromHostedZone").await
-                }
-                None => Ok(()),
-            }
+            settle(
+                call,
+                route53,
+                answer.change_info(),
+                "DisassociateVPCFromHostedZone",
+            )
+            .await
         }
         Err(error) if is_not_found(&error) => {
             tracing::info!(

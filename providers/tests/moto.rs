@@ -418,13 +418,23 @@ fn step(address: &str, action: Action, context: Context) -> Step {
     }
 }
 
+/// Returns a first attempt of `step`.
 fn request<'a>(step: &'a Step, stack: &'a str, token: &'a str) -> StepRequest<'a> {
     StepRequest {
         step,
         stack,
         token,
+        earlier_attempt: false,
         wait_timeout: Duration::from_secs(30),
         progress: &NoProgress,
+    }
+}
+
+/// Returns a repeat of `step`, as in a resumed run after an attempt whose outcome was lost.
+fn repeated<'a>(step: &'a Step, stack: &'a str, token: &'a str) -> StepRequest<'a> {
+    StepRequest {
+        earlier_attempt: true,
+        ..request(step, stack, token)
     }
 }
 
@@ -614,6 +624,13 @@ async fn endpoint_create_sends_private_dns_false() {
         "{}",
         creates[0]
     );
+    // A first attempt looks for no earlier endpoint, and moto's response is already
+    // `available`, so the create is the step's only call.
+    assert_eq!(
+        recorder.matching("Action=DescribeVpcEndpoints").len(),
+        0,
+        "a first attempt with an available answer makes no describe call"
+    );
 
     let observed = read(&provider, &stack).await;
     let state = observed
@@ -638,9 +655,9 @@ async fn endpoint_create_sends_private_dns_false() {
         .await;
     assert_eq!(found.unwrap(), Some(outputs.clone()));
 
-    // A second apply of the same step (a retry) takes the endpoint it made before.
+    // A second apply of the same step (a resumed run) takes the endpoint it made before.
     let again = provider
-        .apply(&request(&step, &stack.name, "token-endpoint-1"))
+        .apply(&repeated(&step, &stack.name, "token-endpoint-1"))
         .await
         .unwrap();
     assert_eq!(again, outputs);
@@ -788,6 +805,18 @@ async fn zone_and_alias_records_round_trip() {
         .unwrap();
     let zone_id = zone_outputs[outputs::ID].clone();
     assert!(!zone_id.starts_with("/hostedzone/"), "{zone_id}");
+    // A first attempt looks for no zone by caller reference, and moto's change is INSYNC in
+    // the create's response, so nothing is polled.
+    assert_eq!(
+        recorder.matching("/hostedzonesbyname").len(),
+        0,
+        "a first attempt makes no lookup"
+    );
+    assert_eq!(
+        recorder.matching("GET /2013-04-01/change/").len(),
+        0,
+        "an INSYNC answer is not polled"
+    );
 
     let observed = read(&provider, &stack).await;
     assert_eq!(
@@ -812,7 +841,7 @@ async fn zone_and_alias_records_round_trip() {
     assert_eq!(found.unwrap(), Some(zone_outputs.clone()));
     // A retry with the same token takes the zone it made, where moto alone would make another.
     let again = provider
-        .apply(&request(&zone_step, &stack.name, "token-zone-1"))
+        .apply(&repeated(&zone_step, &stack.name, "token-zone-1"))
         .await
         .unwrap();
     assert_eq!(again, zone_outputs);
@@ -1250,7 +1279,7 @@ async fn security_group_and_ingress_rule() {
         .await;
     assert_eq!(found.unwrap(), Some(group.clone()));
     let again = provider
-        .apply(&request(&group_step, &stack.name, "token-sg"))
+        .apply(&repeated(&group_step, &stack.name, "token-sg"))
         .await
         .unwrap();
     assert_eq!(again, group, "a retry takes the group it made");

@@ -226,6 +226,7 @@ async fn endpoint_waits_through_pending_acceptance() {
     let request = StepRequest {
         step: &step,
         stack: "stub",
+        earlier_attempt: false,
         token: "token-wait",
         wait_timeout: Duration::from_secs(60),
         progress: &progress,
@@ -263,6 +264,7 @@ async fn rejected_endpoint_fails_at_once() {
     let request = StepRequest {
         step: &step,
         stack: "stub",
+        earlier_attempt: false,
         token: "token-rejected",
         wait_timeout: Duration::from_secs(600),
         progress: &NoProgress,
@@ -292,6 +294,7 @@ async fn pending_acceptance_times_out_with_reason() {
     let request = StepRequest {
         step: &step,
         stack: "stub",
+        earlier_attempt: false,
         token: "token-timeout",
         wait_timeout: Duration::from_secs(3),
         progress: &NoProgress,
@@ -321,6 +324,7 @@ async fn endpoint_without_dns_entries_fails() {
     let request = StepRequest {
         step: &step,
         stack: "stub",
+        earlier_attempt: false,
         token: "token-no-dns",
         wait_timeout: Duration::from_secs(30),
         progress: &NoProgress,
@@ -391,6 +395,7 @@ async fn throttled_call_is_retried() {
     let request = StepRequest {
         step: &step,
         stack: "stub",
+        earlier_attempt: false,
         token: "token-throttle",
         wait_timeout: Duration::from_secs(30),
         progress: &NoProgress,
@@ -407,6 +412,7 @@ async fn throttling_past_max_attempts_reports_them() {
     let request = StepRequest {
         step: &step,
         stack: "stub",
+        earlier_attempt: false,
         token: "token-throttle-out",
         wait_timeout: Duration::from_secs(30),
         progress: &NoProgress,
@@ -471,6 +477,7 @@ async fn prior_request_not_complete_is_retried() {
     let request = StepRequest {
         step: &step,
         stack: "stub",
+        earlier_attempt: false,
         token: "token-prior",
         wait_timeout: Duration::from_secs(30),
         progress: &NoProgress,
@@ -551,6 +558,7 @@ async fn untokened_create_is_not_retried_blindly() {
     let request = StepRequest {
         step: &step,
         stack: "stub",
+        earlier_attempt: false,
         token: "token-sg",
         wait_timeout: Duration::from_secs(30),
         progress: &NoProgress,
@@ -563,20 +571,22 @@ async fn untokened_create_is_not_retried_blindly() {
         error.attempts, 1,
         "the SDK did not retry the create by itself"
     );
-    // Three calls in all, each after a describe that found no group.
+    // Three calls in all: a first attempt calls at once, and each further call follows a
+    // describe that found no group.
     assert_eq!(stub.count("Action=CreateSecurityGroup"), 3);
-    assert_eq!(stub.count("Action=DescribeSecurityGroups"), 3);
+    assert_eq!(stub.count("Action=DescribeSecurityGroups"), 2);
 }
 
 #[tokio::test]
 async fn failed_create_finds_group_before_calling_again() {
-    // Describe 1 runs before the first create; describe 2 follows its failure and finds it.
-    let stub = failing_create_stub(2);
+    // The first attempt creates at once; the describe that follows its failure finds the group.
+    let stub = failing_create_stub(1);
     let provider = provider(&stub.endpoint, 5).await;
     let step = group_step();
     let request = StepRequest {
         step: &step,
         stack: "stub",
+        earlier_attempt: false,
         token: "token-sg",
         wait_timeout: Duration::from_secs(30),
         progress: &NoProgress,

@@ -374,6 +374,8 @@ pub struct Call {
     pub kind: CallKind,
     pub address: Address,
     pub token: String,
+    /// Whether the request said an earlier attempt may have made the step's object.
+    pub earlier_attempt: bool,
     /// The step as the provider received it, references resolved.
     pub step: Step,
     /// The outputs `undo` was given, empty for the other kinds.
@@ -583,6 +585,7 @@ impl FakeCloud {
             kind,
             address: request.step.address.clone(),
             token: request.token.to_string(),
+            earlier_attempt: request.earlier_attempt,
             step: request.step.clone(),
             undo_outputs,
             intent_journaled,
