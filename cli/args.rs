@@ -204,7 +204,8 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub no_rollback: bool,
 
-    /// Steps that may run at the same time
+    /// Steps that may run at the same time; a step that waits between two polls of its object
+    /// does not count
     #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallelism: u16,
 

@@ -2,7 +2,9 @@
 //!
 //! # Guarantees
 //! - A step starts only when every step it depends on has completed, and at most
-//!   `parallelism` steps run at once.
+//!   `parallelism` steps run at once. A step that pauses between two probes of a wait (an
+//!   endpoint not yet `available`, say) gives its slot to another step for the pause, so long
+//!   waits do not hold back steps that could call AWS meanwhile.
 //! - Before a step's call, its intent (the resolved request and idempotency token) is in the
 //!   journal. After the call, its outcome is. The token is derived from the plan id and the
 //!   step address, so a retried call can never make a twin.
@@ -22,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::graph::StepGraph;
@@ -36,7 +38,8 @@ use crate::step::{Action, Step};
 /// Settings of one apply.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
-    /// Steps running at once, at most. Zero counts as one.
+    /// Steps running at once, at most, not counting steps that pause between two probes of a
+    /// wait. Zero counts as one.
     pub parallelism: usize,
     /// How long one step may wait for its object (endpoint `available`, ...).
     pub wait_timeout: Duration,
@@ -147,14 +150,49 @@ struct Finished {
     result: Result<Outputs, ProviderError>,
 }
 
+/// The apply slots: a step holds one while it runs, except while it pauses in a wait.
+struct Slots {
+    semaphore: Arc<Semaphore>,
+    /// Notified when a pausing step gives up its slot, so that the scheduler can start
+    /// another step.
+    freed: Notify,
+}
+
+/// The slot a running step holds, given up while the step pauses.
+struct HeldSlot {
+    slots: Arc<Slots>,
+    permit: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
+}
+
 struct ProgressRelay {
     observer: Arc<dyn ApplyObserver>,
     address: Address,
+    /// `None` for undo, which runs one step at a time.
+    slot: Option<HeldSlot>,
 }
 
+#[async_trait::async_trait]
 impl StepProgress for ProgressRelay {
     fn waiting(&self, status: &str) {
         self.observer.step_waiting(&self.address, status);
+    }
+
+    async fn pause(&self, duration: Duration) {
+        let Some(held) = &self.slot else {
+            tokio::time::sleep(duration).await;
+            return;
+        };
+        let permit = held.permit.lock().expect("no panic while held").take();
+        drop(permit);
+        held.slots.freed.notify_one();
+        tokio::time::sleep(duration).await;
+        // The semaphore is fair, so a step back from its pause gets the next free slot before
+        // the scheduler starts a new step.
+        let permit = Arc::clone(&held.slots.semaphore)
+            .acquire_owned()
+            .await
+            .expect("the apply never closes its semaphore");
+        *held.permit.lock().expect("no panic while held") = Some(permit);
     }
 }
 
@@ -217,7 +255,10 @@ impl Executor {
         let mut cancel_open = true;
         let mut stopping = false;
         // Zero would start nothing and report the untouched plan as applied.
-        let parallelism = self.options.parallelism.max(1);
+        let slots = Arc::new(Slots {
+            semaphore: Arc::new(Semaphore::new(self.options.parallelism.max(1))),
+            freed: Notify::new(),
+        });
 
         loop {
             if !stopping && *cancel.borrow() {
@@ -229,10 +270,12 @@ impl Executor {
                     .iter()
                     .filter(|a| pending.contains(*a))
                     .filter(|a| steps[a].depends_on.iter().all(|d| outputs.contains_key(d)))
-                    .take(parallelism.saturating_sub(running.len()))
                     .cloned()
                     .collect();
                 for address in ready {
+                    let Ok(permit) = Arc::clone(&slots.semaphore).try_acquire_owned() else {
+                        break;
+                    };
                     pending.remove(&address);
                     let step = match resolve(steps[&address], &outputs) {
                         Ok(step) => step,
@@ -278,10 +321,15 @@ impl Executor {
                     let observer = Arc::clone(&self.observer);
                     let stack = plan.stack_name.clone();
                     let wait_timeout = self.options.wait_timeout;
+                    let slot = HeldSlot {
+                        slots: Arc::clone(&slots),
+                        permit: std::sync::Mutex::new(Some(permit)),
+                    };
                     running.spawn(async move {
                         let progress = ProgressRelay {
                             observer,
                             address: address.clone(),
+                            slot: Some(slot),
                         };
                         let request = StepRequest {
                             step: &step,
@@ -310,6 +358,7 @@ impl Executor {
                     cancel_open = changed.is_ok();
                     continue;
                 }
+                () = slots.freed.notified(), if !stopping => continue,
             };
             let finished = match finished {
                 Ok(finished) => finished,
@@ -503,6 +552,7 @@ impl Executor {
             let progress = ProgressRelay {
                 observer: Arc::clone(&self.observer),
                 address: address.clone(),
+                slot: None,
             };
             let request = StepRequest {
                 step,

@@ -16,10 +16,17 @@ use crate::verify::NetworkInterfaceState;
 /// Outputs of a finished step, such as `id` and `dns_name`, for the steps that refer to it.
 pub type Outputs = BTreeMap<String, String>;
 
-/// Reports what a step is waiting for, so a view can show progress.
+/// Reports what a step is waiting for, so a view can show progress, and paces its waits.
+#[async_trait]
 pub trait StepProgress: Send + Sync {
     /// Called when the step starts waiting or its wait changes, e.g. "endpoint state pending".
     fn waiting(&self, status: &str);
+
+    /// Sleeps for `duration` between two probes of a wait. The executor lets another step run
+    /// in the step's slot meanwhile, so a provider's waits sleep through this method.
+    async fn pause(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
 }
 
 /// A progress sink that ignores every report.
@@ -55,10 +62,10 @@ pub struct StepRequest<'a> {
 /// - `apply` performs one step and returns only once its object is usable: an endpoint
 ///   `available`, a peering `active`, a Route 53 change `INSYNC`. It fails rather than wait
 ///   past `wait_timeout`. Created objects carry the tags of [`crate::resource::tags_for`].
-/// - `apply` is safe to repeat with the same request and token: a repeat, which has
-///   `earlier_attempt` set, finds what an earlier, interrupted attempt made (by tags, caller
-///   reference or content) instead of making a twin, and finishes what that attempt left
-///   undone. Resume relies on this. A first attempt may skip that lookup, but must still not
+/// - `apply` is safe to repeat with the same request and token. A repeat has `earlier_attempt`
+///   set. It finds what an earlier, interrupted attempt made (by tags, caller reference or
+///   content) instead of making a twin, and finishes what that attempt left undone. Resume
+///   relies on this. A first attempt may skip that lookup, but must still not
 ///   make a twin when the SDK retries a call whose answer was lost.
 /// - `undo` reverses a step `apply` completed, given the outputs it returned, and waits until
 ///   the reversal has taken effect (an endpoint `deleted` before its group is deleted). Undoing

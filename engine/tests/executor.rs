@@ -759,6 +759,35 @@ async fn rejected_update_is_not_undone() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn pausing_steps_give_up_their_slot() {
+    let harness = Harness::new("pauses", support::HUB_CONFIG);
+    let waiting = [
+        "endpoint.agents",
+        "endpoint.app",
+        "endpoint.dsmim",
+        "endpoint.relay",
+    ];
+    for address in waiting {
+        harness.cloud.set_wait(address, Duration::from_secs(100));
+    }
+    let started = tokio::time::Instant::now();
+    let report = harness.apply(options(1, true)).await;
+    let elapsed = started.elapsed();
+
+    assert_eq!(
+        report.outcome(),
+        Outcome::Applied,
+        "the apply completes: {report:?}"
+    );
+    assert_eq!(harness.cloud.max_in_flight(), 1, "one step calls at a time");
+    // Holding the slot through each wait would take 400 s, one endpoint after another.
+    assert!(
+        elapsed < Duration::from_secs(150),
+        "the four waits overlap, but the apply took {elapsed:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn apply_after_rollback_uses_new_tokens() {
     let harness = Harness::new("again", support::HUB_CONFIG);
     let error = support::provider_error(ErrorKind::Terminal, "ChangeResourceRecordSets", "bad");

@@ -43,7 +43,8 @@ impl From<ProviderError> for WaitError {
 /// The first probe runs at once. Later ones follow after 1 s, 2 s, 4 s, then every 10 s, each
 /// delay shortened by up to a fifth at random so that parallel waits spread out, and cut so
 /// that no probe starts after the deadline. Each new pending status is reported to `progress`
-/// once.
+/// once, and the delays are slept through `progress`, which lets the executor run another step
+/// meanwhile.
 pub async fn poll<T, F, Fut>(
     budget: Duration,
     progress: &dyn StepProgress,
@@ -78,7 +79,7 @@ where
             });
         }
         let jittered = delay.mul_f64(rand::random_range(0.8..=1.0));
-        tokio::time::sleep(jittered.min(deadline - now)).await;
+        progress.pause(jittered.min(deadline - now)).await;
         delay = (delay * 2).min(MAX_DELAY);
     }
 }

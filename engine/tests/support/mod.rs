@@ -374,7 +374,7 @@ pub struct Call {
     pub kind: CallKind,
     pub address: Address,
     pub token: String,
-    /// Whether the request said an earlier attempt may have made the step's object.
+    /// Whether the request marked the step as repeated, so that its object may exist.
     pub earlier_attempt: bool,
     /// The step as the provider received it, references resolved.
     pub step: Step,
@@ -426,6 +426,7 @@ struct CloudState {
     failures: Vec<PlannedFailure>,
     undo_failures: BTreeMap<Address, ProviderError>,
     delays: BTreeMap<Address, Duration>,
+    waits: BTreeMap<Address, Duration>,
     without_dns: BTreeSet<Address>,
     cancel_on_start: Option<(Address, watch::Sender<bool>)>,
     journal: Option<PathBuf>,
@@ -513,6 +514,13 @@ impl FakeCloud {
     /// Sets how long `apply` of the step at `address` takes.
     pub fn set_delay(&self, address: &str, delay: Duration) {
         self.state().delays.insert(Address::from(address), delay);
+    }
+
+    /// Makes `apply` of the step at `address` wait for its object for `wait` after its call,
+    /// pausing through the request's progress as a provider's poll does. A pausing step does
+    /// not count as in flight.
+    pub fn set_wait(&self, address: &str, wait: Duration) {
+        self.state().waits.insert(Address::from(address), wait);
     }
 
     /// Makes the endpoint created at `address` report no DNS entries: its outputs have `id`
@@ -740,6 +748,14 @@ impl Provider for FakeCloud {
         };
 
         tokio::time::sleep(delay).await;
+        let wait = self.state().waits.get(&step.address).copied();
+        if let Some(wait) = wait {
+            self.state().in_flight -= 1;
+            request.progress.pause(wait).await;
+            let mut state = self.state();
+            state.in_flight += 1;
+            state.max_in_flight = state.max_in_flight.max(state.in_flight);
+        }
 
         let result = {
             let mut state = self.state();
