@@ -17,7 +17,6 @@ use linkplan_engine::observed::ServiceLookup;
 use linkplan_engine::provider::ProviderError;
 use linkplan_engine::stack::{Context, Credentials};
 
-use crate::errors::send;
 use crate::normalize::{ec2_tags, filter};
 use crate::read_ec2;
 use crate::sdk_config::{Clients, Ec2, ProviderOptions};
@@ -127,23 +126,12 @@ pub async fn discover(
     })
 }
 
-/// Reads every subnet of VPC `vpc_id`, following pagination.
+/// Reads every subnet of VPC `vpc_id`.
 async fn describe_subnets_of_vpc(ec2: &Ec2, vpc_id: &str) -> Result<Vec<Subnet>, ProviderError> {
     let mut subnets = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let request = ec2
-            .client
-            .describe_subnets()
-            .filters(filter("vpc-id", [vpc_id.to_string()]))
-            .set_next_token(token.take());
-        let page = send!(ec2.site, "DescribeSubnets", request)?;
-        subnets.extend(page.subnets().iter().cloned());
-        match page.next_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_string()),
-            _ => return Ok(subnets),
-        }
-    }
+    let by_vpc = Some(vec![filter("vpc-id", [vpc_id.to_string()])]);
+    read_ec2::read_subnet_pages(ec2, None, by_vpc, &mut subnets).await?;
+    Ok(subnets)
 }
 
 fn discovered_subnet(subnet: &Subnet, tables: &[RouteTable]) -> DiscoveredSubnet {

@@ -227,7 +227,8 @@ pub async fn describe_subnets(
     Ok(subnets)
 }
 
-async fn read_subnet_pages(
+/// Appends to `found` every subnet that `ids` and `filters` select, following pagination.
+pub(crate) async fn read_subnet_pages(
     ec2: &Ec2,
     ids: Option<Vec<String>>,
     filters: Option<Vec<aws_sdk_ec2::types::Filter>>,
