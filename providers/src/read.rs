@@ -70,10 +70,12 @@ pub async fn read(clients: &Clients, stack: &Stack) -> Result<Observed, Provider
         .map(|group| async move { read_region(clients, stack, &group).await })
         .buffer_unordered(MAX_PARALLEL_REGIONS)
         .try_collect::<Vec<RegionRead>>();
-    let (identities, regions, zones) = tokio::try_join!(
+    // Route 53 has the longest chain of dependent calls (zones by name, each zone, then its
+    // records), so its first call is sent first.
+    let (zones, identities, regions) = tokio::try_join!(
+        read_zones(clients, stack),
         read_identities(clients, stack),
-        regions,
-        read_zones(clients, stack)
+        regions
     )?;
 
     let mut observed = Observed {
