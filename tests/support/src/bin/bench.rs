@@ -2,15 +2,16 @@
 //! behind the loopback proxy with a fixed delay on every request.
 //!
 //! ```text
-//! bench --linkplan target/debug/linkplan [--delay-ms 50] [--spokes 1,10,50]
+//! bench --linkplan target/release/linkplan [--delay-ms 50] [--spokes 1,10,50] [--runs 9]
 //! ```
 //!
 //! 1. For each spoke count N, a hub in us-east-1 and N spokes spread over four regions are
 //!    built and applied without delay. Then, with the delay on, a plan that finds no changes
 //!    is timed and its calls are counted by the proxy.
-//! 2. A hub without spokes is planned, then applied with the delay on and `-v`. The calls of
-//!    each step, from the `-v` report, weigh the plan's step graph, and its heaviest chain of
-//!    dependent steps gives the least time the steps can take at that delay.
+//! 2. A hub without spokes is planned, then applied with the delay on and `-v`, `--runs` times.
+//!    The apply's longest chain of dependent calls is the read before its steps, whose depth
+//!    the proxy's timestamps give, followed by the heaviest chain of steps, each step weighed
+//!    by its calls in the `-v` report. The median run is compared with that chain.
 //!
 //! Each measurement starts a moto server of its own on 127.0.0.1, so that the account contains
 //! one hosted zone of the name, as in production, and no `scripts/local-aws stop` elsewhere
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use linkplan_engine::plan_file;
-use linkplan_testkit::{FaultProxy, LocalVpc, MotoServer, ProviderSide, VpcSpec};
+use linkplan_testkit::{FaultProxy, LocalVpc, MotoServer, ProviderSide, RequestRecord, VpcSpec};
 
 /// Regions of the spokes, round robin: the hub's own and three others.
 const SPOKE_REGIONS: [(&str, &str); 4] = [
@@ -41,12 +42,14 @@ struct Options {
     linkplan: PathBuf,
     delay: Duration,
     spoke_counts: Vec<usize>,
+    runs: usize,
 }
 
 fn parse_options() -> anyhow::Result<Options> {
     let mut linkplan = None;
     let mut delay = Duration::from_millis(50);
     let mut spoke_counts = vec![1, 10, 50];
+    let mut runs = 9;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -59,6 +62,11 @@ fn parse_options() -> anyhow::Result<Options> {
                     .map(str::parse)
                     .collect::<Result<_, _>>()
                     .context("--spokes takes numbers separated by commas, such as 1,10,50")?;
+            }
+            "--runs" => {
+                runs = value()?
+                    .parse()
+                    .context("--runs takes a number, such as 9")?
             }
             other => bail!("unknown argument {other}: see the usage at the top of bench.rs"),
         }
@@ -76,6 +84,7 @@ fn parse_options() -> anyhow::Result<Options> {
         linkplan,
         delay,
         spoke_counts,
+        runs: runs.max(1),
     })
 }
 
@@ -289,13 +298,13 @@ fn heaviest_chain(
         .unwrap_or_default())
 }
 
-/// An apply of a fresh hub: the run, the calls of each step and the plan's folder.
+/// An apply of a fresh hub: the run, the calls of each step, the requests and the plan's folder.
 struct HubApply {
     apply: Timed,
     by_step: BTreeMap<String, u64>,
+    requests: Vec<RequestRecord>,
     stack: Stack,
     server: MotoServer,
-    proxy: FaultProxy,
 }
 
 /// Plans a fresh hub on a new moto server without delay, then applies it with `delay` and `-v`.
@@ -309,6 +318,7 @@ fn apply_fresh_hub(options: &Options, delay: Duration) -> anyhow::Result<HubAppl
     proxy.set_delay(delay);
     let args = ["apply", "-v", "--auto-approve", "hub.plan"];
     let apply = linkplan(options, &proxy, &stack, &args, 0)?;
+    let requests = proxy.requests();
     let stderr = String::from_utf8_lossy(&apply.output.stderr);
     let by_step = calls_by_step(&stderr);
     ensure!(
@@ -318,60 +328,168 @@ fn apply_fresh_hub(options: &Options, delay: Duration) -> anyhow::Result<HubAppl
     Ok(HubApply {
         apply,
         by_step,
+        requests,
         stack,
         server,
-        proxy,
     })
 }
 
-/// Measures the apply of a fresh hub, without delay and with it.
+/// The read an apply makes before its first step, as the proxy saw it.
+struct ReadBeforeSteps {
+    calls: usize,
+    /// The longest run of these requests in which each starts after the one before finished.
+    depth: u64,
+    wall: Duration,
+}
+
+/// Splits the requests of an apply at its first mutating request, and returns the read before
+/// it and the time from that request to the last response.
+///
+/// The read's depth is measured rather than derived: its calls are sent as soon as the ids they
+/// need are known, and a fresh hub's read stays under every fan-out bound, so a request that
+/// starts after another finished waited for that one's response.
+fn split_apply(requests: &[RequestRecord]) -> anyhow::Result<(ReadBeforeSteps, Duration)> {
+    let first_step = requests
+        .iter()
+        .filter(|r| r.mutating)
+        .map(|r| r.received)
+        .min()
+        .context("the apply made no mutating request")?;
+    let mut read: Vec<&RequestRecord> = requests
+        .iter()
+        .filter(|r| r.received < first_step)
+        .collect();
+    read.sort_by_key(|r| r.received);
+    // depth[i]: the longest chain that ends with read[i].
+    let mut depth: Vec<u64> = Vec::with_capacity(read.len());
+    for (i, request) in read.iter().enumerate() {
+        let before = (0..i)
+            .filter(|&j| read[j].finished <= request.received)
+            .map(|j| depth[j])
+            .max()
+            .unwrap_or(0);
+        depth.push(before + 1);
+    }
+    let read_start = read.first().map_or(first_step, |r| r.received);
+    let last_response = requests
+        .iter()
+        .map(|r| r.finished)
+        .max()
+        .unwrap_or(first_step);
+    Ok((
+        ReadBeforeSteps {
+            calls: read.len(),
+            depth: depth.into_iter().max().unwrap_or(0),
+            wall: first_step - read_start,
+        },
+        last_response - first_step,
+    ))
+}
+
+/// One apply of a fresh hub with the delay on, split into the read and the steps.
+struct ApplyRun {
+    wall: Duration,
+    calls: u32,
+    steps: usize,
+    step_calls: u64,
+    /// The heaviest chain of steps, weighed by their calls, and its steps.
+    step_chain: (u64, Vec<String>),
+    read: ReadBeforeSteps,
+    steps_wall: Duration,
+}
+
+impl ApplyRun {
+    /// Returns the calls of the apply's longest chain of dependent calls. Every step waits for
+    /// the read, which rejects a stale plan, so that is the read's depth followed by the
+    /// heaviest chain of steps.
+    fn chain_calls(&self) -> u64 {
+        self.read.depth + self.step_chain.0
+    }
+}
+
+fn measure_apply(options: &Options) -> anyhow::Result<ApplyRun> {
+    let HubApply {
+        apply,
+        by_step,
+        requests,
+        stack,
+        ..
+    } = apply_fresh_hub(options, options.delay)?;
+    let step_chain = heaviest_chain(&stack.dir.join("hub.plan"), &by_step)?;
+    let (read, steps_wall) = split_apply(&requests)?;
+    let _ = std::fs::remove_dir_all(&stack.dir);
+    Ok(ApplyRun {
+        wall: apply.wall,
+        calls: apply.calls,
+        steps: by_step.len(),
+        step_calls: by_step.values().sum(),
+        step_chain,
+        read,
+        steps_wall,
+    })
+}
+
+/// Returns the median time moto took per request, from `requests` made without delay.
+fn median_service_time(requests: &[RequestRecord]) -> Duration {
+    let mut times: Vec<Duration> = requests.iter().map(|r| r.finished - r.received).collect();
+    times.sort();
+    times.get(times.len() / 2).copied().unwrap_or_default()
+}
+
+/// Measures the apply of a fresh hub: once without delay, then `--runs` times with it.
 fn bench_apply(options: &Options) -> anyhow::Result<()> {
     let baseline = apply_fresh_hub(options, Duration::ZERO)?;
     let _ = std::fs::remove_dir_all(&baseline.stack.dir);
     drop(baseline.server);
 
-    let measured = apply_fresh_hub(options, options.delay)?;
-    let HubApply {
-        apply,
-        by_step,
-        stack,
-        proxy,
-        ..
-    } = &measured;
-    let (chain_calls, chain) = heaviest_chain(&stack.dir.join("hub.plan"), by_step)?;
-    let step_calls: u64 = by_step.values().sum();
-    let chain_time = options.delay * u32::try_from(chain_calls)?;
-
-    // The apply reads the live state again before its first step; a no-change plan of the
-    // applied hub makes the same read.
-    let reread = linkplan(
-        options,
-        proxy,
-        stack,
-        &["plan", "--detailed-exitcode", "--out", "after.plan"],
-        0,
-    )?;
+    let mut runs = Vec::with_capacity(options.runs);
+    for _ in 0..options.runs {
+        runs.push(measure_apply(options)?);
+    }
+    runs.sort_by_key(|run| run.wall);
+    let walls: Vec<String> = runs
+        .iter()
+        .map(|run| format!("{}", run.wall.as_millis()))
+        .collect();
+    let run = &runs[runs.len() / 2];
+    let chain_time = options.delay * u32::try_from(run.chain_calls())?;
+    let step_chain_time = options.delay * u32::try_from(run.step_chain.0)?;
     println!(
-        "fresh-hub apply steps={} calls={} (steps {step_calls}) wall={} ms  \
-         heaviest chain={chain_calls} calls = {} ms  wall/chain={:.2} (target < 1.5)",
-        by_step.len(),
-        apply.calls,
-        apply.wall.as_millis(),
+        "fresh-hub apply steps={} calls={} wall={} ms (median of {}: {} ms)  longest chain={} \
+         calls = {} ms  wall/chain={:.2} (target < 1.5)",
+        run.steps,
+        run.calls,
+        run.wall.as_millis(),
+        runs.len(),
+        walls.join(", "),
+        run.chain_calls(),
         chain_time.as_millis(),
-        apply.wall.as_secs_f64() / chain_time.as_secs_f64(),
+        run.wall.as_secs_f64() / chain_time.as_secs_f64(),
     );
-    println!("  heaviest chain: {}", chain.join(" -> "));
     println!(
-        "  the same apply without delay: {} ms, so {} ms come from the delay",
+        "  the read before the steps: {} calls, {} deep, {} ms",
+        run.read.calls,
+        run.read.depth,
+        run.read.wall.as_millis()
+    );
+    println!(
+        "  the steps: {} calls, heaviest chain {} calls = {} ms, {} ms from the first step's \
+         call to the last response ({:.2} x the chain)",
+        run.step_calls,
+        run.step_chain.0,
+        step_chain_time.as_millis(),
+        run.steps_wall.as_millis(),
+        run.steps_wall.as_secs_f64() / step_chain_time.as_secs_f64(),
+    );
+    println!(
+        "  heaviest chain of steps: {}",
+        run.step_chain.1.join(" -> ")
+    );
+    println!(
+        "  the same apply without delay: {} ms, with moto taking {} ms per request (median)",
         baseline.apply.wall.as_millis(),
-        apply.wall.saturating_sub(baseline.apply.wall).as_millis()
+        median_service_time(&baseline.requests).as_millis()
     );
-    println!(
-        "  the read before the steps, timed as a no-change plan: {} calls, {} ms",
-        reread.calls,
-        reread.wall.as_millis()
-    );
-    let _ = std::fs::remove_dir_all(&stack.dir);
     Ok(())
 }
 

@@ -1,5 +1,7 @@
 //! Classification of an AWS request by service, operation and whether it mutates.
 
+use std::time::Instant;
+
 use hyper::header::AUTHORIZATION;
 use hyper::http::request::Parts;
 use hyper::{HeaderMap, Method};
@@ -13,6 +15,8 @@ pub(crate) struct Call {
     /// operation gets `METHOD /path`.
     pub operation: String,
     pub mutating: bool,
+    /// When the proxy read the request, before any delay.
+    pub received: Instant,
 }
 
 /// The path prefix of every Route 53 API operation.
@@ -236,6 +240,7 @@ pub(crate) fn classify(parts: &Parts, body: &[u8]) -> Call {
                 service,
                 operation,
                 mutating,
+                received: Instant::now(),
             }
         }
         None => Call {
@@ -244,6 +249,7 @@ pub(crate) fn classify(parts: &Parts, body: &[u8]) -> Call {
             // A REST request of a service that the table does not cover mutates unless its
             // method is one that HTTP defines as safe.
             mutating: !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS),
+            received: Instant::now(),
         },
     }
 }
@@ -258,6 +264,7 @@ fn classify_route53(service: String, method: &Method, path: &str) -> Call {
         service,
         operation: operation.map_or_else(|| format!("{method} {path}"), str::to_owned),
         mutating,
+        received: Instant::now(),
     }
 }
 

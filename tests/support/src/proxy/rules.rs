@@ -1,7 +1,7 @@
 //! Fault rules, the request counters they depend on, and the request log.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::classify::Call;
 use super::errors::InjectedError;
@@ -44,7 +44,7 @@ pub enum Outcome {
     UpstreamFailed { message: String },
 }
 
-/// One request that the proxy received, in the order of arrival.
+/// One request that the proxy received, in the order the proxy finished with them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestRecord {
     /// The SigV4 signing name: `ec2`, `route53`, `sts`, or `unknown` for an unsigned request
@@ -57,6 +57,11 @@ pub struct RequestRecord {
     /// `reset_counts`, for mutating requests.
     pub mutating_index: Option<u32>,
     pub outcome: Outcome,
+    /// When the proxy read the request, before any delay.
+    pub received: Instant,
+    /// When the proxy had the outcome: the response from moto, the injected error or the
+    /// start of a stall.
+    pub finished: Instant,
 }
 
 /// A fault for the request that is the `n`th mutating one.
@@ -178,6 +183,8 @@ impl State {
             mutating: call.mutating,
             mutating_index,
             outcome,
+            received: call.received,
+            finished: Instant::now(),
         });
     }
 
@@ -257,6 +264,7 @@ mod tests {
             service: "ec2".to_owned(),
             operation: operation.to_owned(),
             mutating,
+            received: Instant::now(),
         }
     }
 
