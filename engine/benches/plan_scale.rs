@@ -237,6 +237,11 @@ fn resources(plan: &Plan) -> usize {
     plan.steps.len() + plan.unchanged.len()
 }
 
+/// The size the plan-and-render targets are set for, and the targets.
+const TARGET_RESOURCES: usize = 10_000;
+const TARGET_TOTAL: Duration = Duration::from_millis(200);
+const TARGET_PEAK_KB: u64 = 100 * 1024;
+
 /// Reads a field in kB of `/proc/self/status`, such as `VmHWM`.
 fn status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -288,4 +293,14 @@ fn main() {
         millis(timings.render_file),
         peak_kb as f64 / 1024.0,
     );
+    // The targets are set for 10,000 objects; the other sizes show how the cost grows.
+    if target == TARGET_RESOURCES {
+        let met = total < TARGET_TOTAL && peak_kb < TARGET_PEAK_KB;
+        println!(
+            "  target for {TARGET_RESOURCES} objects: total < {} ms, peak RSS < {} MB: {}",
+            TARGET_TOTAL.as_millis(),
+            TARGET_PEAK_KB / 1024,
+            if met { "met" } else { "missed" }
+        );
+    }
 }
