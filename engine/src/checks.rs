@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ipnet::IpNet;
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
-use crate::observed::{Observed, ServiceLookup};
+use crate::observed::{IngressPermission, Observed, ServiceLookup};
 use crate::planner::Mode;
 use crate::resource::Resource;
 use crate::saas::WORKLOAD_SECURITY;
@@ -153,39 +153,82 @@ fn check_security_groups(stack: &Stack, observed: &Observed, findings: &mut Diag
         }
     }
     if !stack.hub.manages_security_group() {
-        for spoke in &stack.spokes {
-            let Some(vpc) = observed.vpc(&spoke.vpc_id) else {
-                continue;
-            };
-            for cidr in &vpc.cidrs {
-                let allowed = observed
-                    .security_groups
-                    .iter()
-                    .filter(|g| stack.hub.security_group_ids.contains(&g.group_id))
-                    .flat_map(|g| &g.ingress)
-                    .any(|p| {
-                        let port = i32::from(WORKLOAD_SECURITY.port);
-                        let port_open = p.protocol == "-1"
-                            || (p.protocol == "tcp"
-                                && p.from_port.is_some_and(|f| f <= port)
-                                && p.to_port.is_some_and(|t| t >= port));
-                        let covers = p
-                            .source
-                            .parse::<IpNet>()
-                            .is_ok_and(|source| source.contains(cidr));
-                        port_open && covers
-                    });
-                if !allowed {
-                    findings.push(
-                        Diagnostic::error(format!(
-                            "the groups of `hub.security_group_ids` do not allow TCP {} from {cidr} of spoke `{}`",
-                            WORKLOAD_SECURITY.port, spoke.name
-                        ))
-                        .with_help("add that rule to one of the groups, or remove the key to let linkplan manage the group"),
-                    );
-                }
-            }
+        check_named_groups_allow_clients(stack, observed, findings);
+    }
+}
+
+/// Checks that the groups of `hub.security_group_ids` allow TCP 443 from every client: the
+/// hub's (`hub.client_cidrs`, or the hub VPC's blocks) and every spoke's blocks.
+///
+/// A block of a spoke in another region missing is an error: a peering across regions allows no
+/// security group references, so a CIDR rule is the only way in. Other clients may be let in by
+/// a rule that references their own group, which this check does not follow, so for them it is
+/// a warning.
+fn check_named_groups_allow_clients(
+    stack: &Stack,
+    observed: &Observed,
+    findings: &mut Diagnostics,
+) {
+    // Each client block, the side it is for, and whether a missing rule is an error.
+    let mut clients: Vec<(IpNet, String, bool)> = Vec::new();
+    if stack.hub.client_cidrs.is_empty() {
+        if let Some(vpc) = observed.vpc(&stack.hub.vpc_id) {
+            let side = "the hub VPC".to_string();
+            clients.extend(vpc.cidrs.iter().map(|c| (*c, side.clone(), false)));
         }
+    } else {
+        let side = "`hub.client_cidrs`".to_string();
+        clients.extend(
+            stack
+                .hub
+                .client_cidrs
+                .iter()
+                .map(|c| (*c, side.clone(), false)),
+        );
+    }
+    for spoke in &stack.spokes {
+        if let Some(vpc) = observed.vpc(&spoke.vpc_id) {
+            let side = format!("spoke `{}`", spoke.name);
+            let required = spoke.region != stack.hub.region;
+            clients.extend(vpc.cidrs.iter().map(|c| (*c, side.clone(), required)));
+        }
+    }
+
+    let port = i32::from(WORKLOAD_SECURITY.port);
+    let rules: Vec<&IngressPermission> = observed
+        .security_groups
+        .iter()
+        .filter(|g| stack.hub.security_group_ids.contains(&g.group_id))
+        .flat_map(|g| &g.ingress)
+        .collect();
+    for (cidr, side, required) in clients {
+        let allowed = rules.iter().any(|p| {
+            let port_open = p.protocol == "-1"
+                || (p.protocol == "tcp"
+                    && p.from_port.is_some_and(|f| f <= port)
+                    && p.to_port.is_some_and(|t| t >= port));
+            let covers = p
+                .source
+                .parse::<IpNet>()
+                .is_ok_and(|source| source.contains(&cidr));
+            port_open && covers
+        });
+        if allowed {
+            continue;
+        }
+        let summary = format!(
+            "the groups of `hub.security_group_ids` do not allow TCP {port} from {cidr} of {side}"
+        );
+        let finding = if required {
+            Diagnostic::error(summary).with_help(
+                "add that rule to one of the groups, or remove the key to let linkplan manage the group",
+            )
+        } else {
+            Diagnostic::warning(summary).with_help(
+                "add that rule to one of the groups, unless a rule that references the clients' own group lets them in",
+            )
+        };
+        findings.push(finding);
     }
 }
 

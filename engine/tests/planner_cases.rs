@@ -447,6 +447,88 @@ fn endpoint_with_wanted_groups_plans_nothing() {
     );
 }
 
+/// Returns the warnings about named groups that do not let a hub client in, for the
+/// two-service stack with `hub` keys, converged, after `edit` changes its live state. Fails when
+/// the check reports an error.
+fn named_group_warnings(hub: &str, edit: impl FnOnce(&mut Observed)) -> Vec<String> {
+    let stack = two_services(&format!("security_group_ids = [\"sg-0000000a\"]\n{hub}"));
+    let mut observed = converged(&stack);
+    edit(&mut observed);
+    let findings = checks::check(&stack, &observed);
+    assert!(!findings.has_errors(), "no errors: {findings}");
+    findings
+        .warnings()
+        .map(|w| w.summary.clone())
+        .filter(|summary| summary.contains("do not allow TCP"))
+        .collect()
+}
+
+#[test]
+fn named_group_covering_hub_passes() {
+    let warnings = named_group_warnings("", |_| {});
+    assert!(
+        warnings.is_empty(),
+        "the group allows 443 from the hub VPC: {warnings:?}"
+    );
+}
+
+#[test]
+fn named_group_missing_hub_rule_warns() {
+    let warnings = named_group_warnings("", |observed| {
+        observed.security_groups[0].ingress[0].from_port = Some(80);
+        observed.security_groups[0].ingress[0].to_port = Some(80);
+    });
+    assert_eq!(
+        warnings,
+        [
+            "the groups of `hub.security_group_ids` do not allow TCP 443 from 10.0.0.0/16 of the hub VPC"
+        ],
+        "a group that lets the hub in on port 80 only leaves the endpoints unreachable"
+    );
+}
+
+#[test]
+fn named_group_missing_client_cidr_warns() {
+    let warnings = named_group_warnings(
+        "client_cidrs = [\"10.0.1.0/24\", \"192.168.0.0/24\"]",
+        |_| {},
+    );
+    assert_eq!(
+        warnings,
+        [
+            "the groups of `hub.security_group_ids` do not allow TCP 443 from 192.168.0.0/24 of `hub.client_cidrs`"
+        ],
+        "10.0.1.0/24 is inside the allowed 10.0.0.0/16, and 192.168.0.0/24 is not"
+    );
+}
+
+#[test]
+fn named_group_missing_spoke_rule_is_error() {
+    let text = format!(
+        "{}{}",
+        support::ONE_SERVICE_CONFIG.replace(
+            "subnet_ids = [",
+            "security_group_ids = [\"sg-0000000a\"]\nroute_table_ids = [\"rtb-0000000a\"]\nsubnet_ids = [",
+        ),
+        SPOKE.replace("{spoke}", "")
+    );
+    let stack = support::stack_from(&text);
+    let mut observed = converged(&stack);
+    add_spoke(&mut observed, HUB_ACCOUNT);
+
+    let errors: Vec<String> = checks::check(&stack, &observed)
+        .errors()
+        .map(|e| e.summary.clone())
+        .collect();
+    assert!(
+        errors.contains(
+            &"the groups of `hub.security_group_ids` do not allow TCP 443 from 10.9.0.0/16 of spoke `eu`"
+                .to_string()
+        ),
+        "the group lets only the hub in: {errors:?}"
+    );
+}
+
 #[test]
 fn group_change_is_one_update() {
     let hub = "security_group_ids = [\"sg-0000000a\", \"sg-0000000c\"]";
