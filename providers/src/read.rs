@@ -314,7 +314,7 @@ async fn read_hub_objects(client: &Ec2, stack: &Stack) -> Result<HubObjects, Pro
     let (subnets, endpoints, security_groups, services) = tokio::try_join!(
         ec2::describe_subnets(client, &stack.hub.subnet_ids),
         ec2::describe_endpoints_of_vpc(client, &stack.hub.vpc_id),
-        ec2::describe_security_groups(client, &stack.hub.security_group_ids, &stack.name),
+        ec2::describe_security_groups(client, stack),
         ec2::describe_service_details(client, &names),
     )?;
     Ok(HubObjects {

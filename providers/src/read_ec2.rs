@@ -14,6 +14,7 @@ use linkplan_engine::observed::{
 };
 use linkplan_engine::provider::ProviderError;
 use linkplan_engine::resource::TAG_STACK;
+use linkplan_engine::stack::Stack;
 
 use crate::errors::{is_not_found, send};
 use crate::normalize::{dns_name, ec2_tags, filter};
@@ -463,21 +464,27 @@ pub fn endpoint_state(endpoint: &VpcEndpoint) -> EndpointState {
     }
 }
 
-/// Reads the security groups `ids` that exist (by the `group-id` filter when an id is absent),
-/// the groups tagged with stack `stack` and the groups named as linkplan names its group, merged
-/// by id.
+/// Reads the groups of `stack`, merged by id. These are the groups of `hub.security_group_ids`
+/// that exist (by the `group-id` filter when an id is absent) and the groups tagged with the
+/// stack. When the stack manages its group, they include the hub VPC's group of the name
+/// linkplan gives it.
 pub async fn describe_security_groups(
     ec2: &Ec2,
-    ids: &[String],
-    stack: &str,
+    stack: &Stack,
 ) -> Result<Vec<SecurityGroupState>, ProviderError> {
+    let ids = &stack.hub.security_group_ids;
     let named = async {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         match read_group_pages(ec2, Some(ids.to_vec()), None).await {
             Err(error) if is_not_found(&error) => {
-                read_group_pages(ec2, None, Some(filter("group-id", ids.iter().cloned()))).await
+                read_group_pages(
+                    ec2,
+                    None,
+                    Some(vec![filter("group-id", ids.iter().cloned())]),
+                )
+                .await
             }
             other => other,
         }
@@ -485,19 +492,31 @@ pub async fn describe_security_groups(
     let tagged = read_group_pages(
         ec2,
         None,
-        Some(filter(&format!("tag:{TAG_STACK}"), [stack])),
+        Some(vec![filter(
+            &format!("tag:{TAG_STACK}"),
+            [stack.name.as_str()],
+        )]),
     );
+    let (named, tagged) = tokio::try_join!(named, tagged)?;
+
     // A group that has the name linkplan would give the stack's group, but not its tags, would
-    // make the group's creation fail at apply. The planner reports such a group beforehand.
-    let same_name = read_group_pages(
-        ec2,
-        None,
-        Some(filter(
-            "group-name",
-            [linkplan_engine::planner::security_group_name(stack)],
-        )),
-    );
-    let (named, tagged, same_name) = tokio::try_join!(named, tagged, same_name)?;
+    // make the group's creation fail at apply, and the planner reports it beforehand. Names are
+    // unique in a VPC, so when the tagged groups include one of that name in the hub VPC, there
+    // is no other to look for. A stack that attaches the config's groups makes none.
+    let name = linkplan_engine::planner::security_group_name(&stack.name);
+    let hub_vpc = stack.hub.vpc_id.as_str();
+    let found_by_tag = tagged
+        .iter()
+        .any(|g| g.vpc_id() == Some(hub_vpc) && g.group_name() == Some(name.as_str()));
+    let same_name = if stack.hub.manages_security_group() && !found_by_tag {
+        let filters = vec![
+            filter("vpc-id", [hub_vpc]),
+            filter("group-name", [name.as_str()]),
+        ];
+        read_group_pages(ec2, None, Some(filters)).await?
+    } else {
+        Vec::new()
+    };
 
     let mut groups: BTreeMap<String, SecurityGroupState> = BTreeMap::new();
     for group in named.iter().chain(&tagged).chain(&same_name) {
@@ -510,7 +529,7 @@ pub async fn describe_security_groups(
 async fn read_group_pages(
     ec2: &Ec2,
     ids: Option<Vec<String>>,
-    by: Option<aws_sdk_ec2::types::Filter>,
+    filters: Option<Vec<aws_sdk_ec2::types::Filter>>,
 ) -> Result<Vec<SecurityGroup>, ProviderError> {
     let mut groups = Vec::new();
     let mut token: Option<String> = None;
@@ -519,7 +538,7 @@ async fn read_group_pages(
             .client
             .describe_security_groups()
             .set_group_ids(ids.clone())
-            .set_filters(by.clone().map(|f| vec![f]))
+            .set_filters(filters.clone())
             .set_next_token(token.take());
         let page = send!(ec2.site, "DescribeSecurityGroups", request)?;
         groups.extend(page.security_groups().iter().cloned());

@@ -1253,6 +1253,64 @@ async fn vpc_attribute_update_one_call_each() {
 }
 
 #[tokio::test]
+async fn group_by_name_read_when_untagged() {
+    let Some(endpoint) = moto() else { return };
+    let recorder = Recorder::start(&endpoint);
+    let hub_ec2 = ec2_client(&endpoint, HUB_REGION).await;
+    let hub = create_vpc(&hub_ec2, "10.55", &["us-east-1a"]).await;
+    let stack = stack("name-read", &hub, &[], "name-read.example");
+    let provider = provider(Some(&recorder.endpoint)).await;
+    let name = linkplan_engine::planner::security_group_name(&stack.name);
+    let by_name = || {
+        recorder
+            .matching("Action=DescribeSecurityGroups")
+            .iter()
+            .filter(|r| r.contains(&format!("Value.1={name}")))
+            .count()
+    };
+
+    // An untagged group of linkplan's name in the hub VPC is read, so the plan can report it.
+    let untagged = create_group(&hub_ec2, &hub.vpc_id, &name).await;
+    let observed = read(&provider, &stack).await;
+    assert!(
+        observed
+            .security_groups
+            .iter()
+            .any(|g| g.group_id == untagged),
+        "the untagged group of linkplan's name is read: {:?}",
+        observed.security_groups
+    );
+    assert_eq!(by_name(), 1, "the group was looked up by its name");
+
+    // Once the group carries the stack's tag, the read by tag finds it and there is no other.
+    hub_ec2
+        .create_tags()
+        .resources(&untagged)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("linkplan:stack")
+                .value(&stack.name)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let observed = read(&provider, &stack).await;
+    assert!(
+        observed
+            .security_groups
+            .iter()
+            .any(|g| g.group_id == untagged),
+        "the tagged group is read"
+    );
+    assert_eq!(
+        by_name(),
+        1,
+        "no second read by name once the group is tagged"
+    );
+}
+
+#[tokio::test]
 async fn security_group_and_ingress_rule() {
     let Some(endpoint) = moto() else { return };
     let hub_ec2 = ec2_client(&endpoint, HUB_REGION).await;
