@@ -4,11 +4,9 @@ use std::path::PathBuf;
 
 use linkplan_engine::checks;
 use linkplan_engine::config;
-use linkplan_engine::graph::StepGraph;
 use linkplan_engine::observed::hex;
-use linkplan_engine::plan_file::{self, FORMAT_VERSION, Plan, PlanAccount, Summary};
+use linkplan_engine::plan_file::{self, Plan, PlanOrigin};
 use linkplan_engine::planner::{self, Mode};
-use linkplan_engine::step::Step;
 use sha2::{Digest, Sha256};
 
 use crate::args::{GlobalArgs, PlanArgs};
@@ -59,33 +57,7 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
     }
     let planned = planned.expect("a plan without errors has steps");
 
-    // 4. The steps in dependency order.
-    let graph_error = |e: linkplan_engine::graph::GraphError| {
-        CliError::new(e.to_string())
-            .help("the planner made steps that cannot be ordered, which is a bug in linkplan; report it with the config")
-    };
-    let graph = StepGraph::new(&planned.steps).map_err(graph_error)?;
-    let order = graph.order().map_err(graph_error)?;
-    // A map, not a search per address, keeps this linear in the number of steps.
-    let by_address: std::collections::BTreeMap<_, &Step> =
-        planned.steps.iter().map(|s| (&s.address, s)).collect();
-    let steps: Vec<Step> = order
-        .iter()
-        .map(|address| (*by_address[address]).clone())
-        .collect();
-    let mut unchanged = planned.unchanged;
-    unchanged.sort();
-    unchanged.dedup();
-
-    // 5. The plan file.
-    let accounts = observed
-        .identities
-        .iter()
-        .map(|(context, identity)| PlanAccount {
-            context: context.clone(),
-            account_id: identity.account_id.clone(),
-        })
-        .collect();
+    // 4. The plan: the steps in dependency order, with what was read.
     let out = args
         .out
         .clone()
@@ -95,23 +67,18 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
         .last_applied(&stack.name)
         .await
         .map_err(crate::backend::backend_error)?;
-    let plan = Plan {
-        format_version: FORMAT_VERSION,
-        linkplan_version: env!("CARGO_PKG_VERSION").to_string(),
-        stack_name: stack.name.clone(),
-        mode,
+    let origin = PlanOrigin {
         config_digest: format!("sha256:{}", hex(&Sha256::digest(loaded.text.as_bytes()))),
         endpoint_url: provider.endpoint_url(),
         after_plan,
-        accounts,
-        summary: Summary::of(&steps, unchanged.len()),
-        unchanged,
-        warnings: findings.warnings().map(|w| w.summary.clone()).collect(),
-        drift: planned.drift,
-        stack: stack.clone(),
-        steps,
-        observed: observed.snapshot(&stack),
     };
+    let warnings = findings.warnings().map(|w| w.summary.clone()).collect();
+    let plan = Plan::new(&stack, &observed, planned, mode, warnings, origin).map_err(|e| {
+        CliError::new(e.to_string())
+            .help("the planner made steps that cannot be ordered, which is a bug in linkplan; report it with the config")
+    })?;
+
+    // 5. The plan file.
     print!("{}", render::plan_text(&plan, palette));
     plan_file::write(&out, &plan).map_err(|e| CliError::new(e.to_string()).help(e.help()))?;
     if plan.summary.has_changes() {

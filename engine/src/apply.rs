@@ -249,6 +249,21 @@ impl Executor {
             .filter(|a| !outputs.contains_key(*a))
             .cloned()
             .collect();
+        // Pending steps whose dependencies have all completed, by their position in `order`.
+        // A completion adds its dependents here, so no step is looked at again until then.
+        let position: BTreeMap<&Address, usize> =
+            order.iter().enumerate().map(|(i, a)| (a, i)).collect();
+        let is_ready = |address: &Address, outputs: &BTreeMap<Address, Outputs>| {
+            steps[address]
+                .depends_on
+                .iter()
+                .all(|d| outputs.contains_key(d))
+        };
+        let mut ready: BTreeSet<(usize, Address)> = pending
+            .iter()
+            .filter(|a| is_ready(a, &outputs))
+            .map(|a| (position[a], a.clone()))
+            .collect();
         let mut running: JoinSet<Finished> = JoinSet::new();
         let mut cancel = self.cancel.clone();
         // A closed channel can never cancel, and its `changed()` is ready at once, forever.
@@ -266,16 +281,11 @@ impl Executor {
                 stopping = true;
             }
             if !stopping {
-                let ready: Vec<Address> = order
-                    .iter()
-                    .filter(|a| pending.contains(*a))
-                    .filter(|a| steps[a].depends_on.iter().all(|d| outputs.contains_key(d)))
-                    .cloned()
-                    .collect();
-                for address in ready {
+                while !ready.is_empty() {
                     let Ok(permit) = Arc::clone(&slots.semaphore).try_acquire_owned() else {
                         break;
                     };
+                    let (_, address) = ready.pop_first().expect("the set is not empty");
                     pending.remove(&address);
                     let step = match resolve(steps[&address], &outputs) {
                         Ok(step) => step,
@@ -375,7 +385,12 @@ impl Executor {
                         })
                         .await?;
                     report.completed.push(finished.address.clone());
-                    outputs.insert(finished.address, done);
+                    outputs.insert(finished.address.clone(), done);
+                    for dependent in graph.dependents(&finished.address) {
+                        if pending.contains(&dependent) && is_ready(&dependent, &outputs) {
+                            ready.insert((position[&dependent], dependent));
+                        }
+                    }
                 }
                 Err(error) => {
                     journal

@@ -4,7 +4,7 @@
 //! order in which the steps can run. Errors name addresses, never node indices, and a cycle is
 //! reported from its smallest address so that it reads the same on every run.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 
 use petgraph::Direction;
 use petgraph::algo::{tarjan_scc, toposort};
@@ -34,9 +34,11 @@ fn format_cycle(cycle: &[Address]) -> String {
 }
 
 /// Steps with their dependencies as a directed graph.
+///
+/// Node `i` is step `i` of the slice the graph was built from.
 pub struct StepGraph {
     graph: DiGraph<Address, ()>,
-    nodes: BTreeMap<Address, NodeIndex>,
+    nodes: HashMap<Address, NodeIndex>,
 }
 
 impl StepGraph {
@@ -45,16 +47,16 @@ impl StepGraph {
     /// # Errors
     /// A repeated address or a dependency on an address that is not a step.
     pub fn new(steps: &[Step]) -> Result<Self, GraphError> {
-        let mut graph = DiGraph::new();
-        let mut nodes = BTreeMap::new();
+        let mut graph = DiGraph::with_capacity(steps.len(), steps.len());
+        let mut nodes = HashMap::with_capacity(steps.len());
         for step in steps {
             let node = graph.add_node(step.address.clone());
             if nodes.insert(step.address.clone(), node).is_some() {
                 return Err(GraphError::DuplicateAddress(step.address.clone()));
             }
         }
-        for step in steps {
-            let to = nodes[&step.address];
+        for (index, step) in steps.iter().enumerate() {
+            let to = NodeIndex::new(index);
             for dependency in &step.depends_on {
                 let Some(&from) = nodes.get(dependency) else {
                     return Err(GraphError::MissingDependency {
@@ -74,38 +76,42 @@ impl StepGraph {
     /// # Errors
     /// A cycle, listed from its smallest address in dependency order.
     pub fn order(&self) -> Result<Vec<Address>, GraphError> {
+        let order = self.order_nodes()?;
+        Ok(order.into_iter().map(|n| self.graph[n].clone()).collect())
+    }
+
+    /// Returns the node indices in the order of [`StepGraph::order`].
+    fn order_nodes(&self) -> Result<Vec<NodeIndex>, GraphError> {
         if let Err(cycle) = toposort(&self.graph, None) {
             return Err(GraphError::Cycle(self.cycle_through(cycle.node_id())));
         }
-        // Kahn's algorithm with a sorted ready set makes the order independent of insertion.
-        let mut waiting: BTreeMap<NodeIndex, usize> = self
+        // Kahn's algorithm with a ready set sorted by address makes the order independent of
+        // the order the steps were given in. The set holds references, so no address is copied.
+        let mut waiting: Vec<usize> = self
             .graph
             .node_indices()
             .map(|n| {
-                (
-                    n,
-                    self.graph
-                        .neighbors_directed(n, Direction::Incoming)
-                        .count(),
-                )
+                self.graph
+                    .neighbors_directed(n, Direction::Incoming)
+                    .count()
             })
             .collect();
-        let mut ready: BTreeSet<Address> = waiting
-            .iter()
-            .filter(|(_, count)| **count == 0)
-            .map(|(n, _)| self.graph[*n].clone())
+        let mut ready: BTreeSet<(&Address, NodeIndex)> = self
+            .graph
+            .node_indices()
+            .filter(|n| waiting[n.index()] == 0)
+            .map(|n| (&self.graph[n], n))
             .collect();
         let mut order = Vec::with_capacity(self.graph.node_count());
-        while let Some(address) = ready.pop_first() {
-            let node = self.nodes[&address];
+        while let Some((_, node)) = ready.pop_first() {
             for next in self.graph.neighbors_directed(node, Direction::Outgoing) {
-                let count = waiting.get_mut(&next).expect("every node is counted");
+                let count = &mut waiting[next.index()];
                 *count -= 1;
                 if *count == 0 {
-                    ready.insert(self.graph[next].clone());
+                    ready.insert((&self.graph[next], next));
                 }
             }
-            order.push(address);
+            order.push(node);
         }
         Ok(order)
     }
@@ -158,20 +164,39 @@ impl StepGraph {
 
     /// Returns the length, in steps, of the longest chain of dependent steps.
     pub fn longest_chain(&self) -> usize {
-        let Ok(order) = self.order() else { return 0 };
-        let mut depth: BTreeMap<NodeIndex, usize> = BTreeMap::new();
-        for address in &order {
-            let node = self.nodes[address];
+        let Ok(order) = self.order_nodes() else {
+            return 0;
+        };
+        let mut depth = vec![0; self.graph.node_count()];
+        for node in order {
             let before = self
                 .graph
                 .neighbors_directed(node, Direction::Incoming)
-                .map(|n| depth[&n])
+                .map(|n| depth[n.index()])
                 .max()
                 .unwrap_or(0);
-            depth.insert(node, before + 1);
+            depth[node.index()] = before + 1;
         }
-        depth.values().copied().max().unwrap_or(0)
+        depth.into_iter().max().unwrap_or(0)
     }
+}
+
+/// Returns `steps` in the order of [`StepGraph::order`]: each step after its dependencies, and
+/// among steps free to run at the same time, by address.
+///
+/// # Errors
+/// A repeated address, a dependency that is not a step, or a cycle.
+pub fn order_steps(steps: Vec<Step>) -> Result<Vec<Step>, GraphError> {
+    let order = StepGraph::new(&steps)?.order_nodes()?;
+    let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
+    Ok(order
+        .into_iter()
+        .map(|node| {
+            slots[node.index()]
+                .take()
+                .expect("an order visits each node once")
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -230,6 +255,19 @@ mod tests {
                 "records"
             ]
         );
+    }
+
+    #[test]
+    fn order_steps_moves_steps_into_order() {
+        let steps = vec![
+            step("records", &["zone"]),
+            step("zone", &[]),
+            step("endpoint", &[]),
+        ];
+        let ordered = order_steps(steps).unwrap();
+        let addresses: Vec<&str> = ordered.iter().map(|s| s.address.as_str()).collect();
+        assert_eq!(addresses, ["endpoint", "zone", "records"]);
+        assert_eq!(ordered[2].depends_on, [Address::from("zone")]);
     }
 
     #[test]

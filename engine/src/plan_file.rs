@@ -11,8 +11,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::observed::hex;
-use crate::planner::Mode;
+use crate::graph::{self, GraphError};
+use crate::observed::{Observed, hex};
+use crate::planner::{Mode, Planned};
 use crate::resource::Address;
 use crate::stack::{Context, Stack};
 use crate::step::{Action, Drift, Step};
@@ -103,7 +104,65 @@ impl Summary {
     }
 }
 
+/// Where a plan comes from, besides the stack and the live state: the facts `linkplan plan`
+/// records so that apply can reject a plan used out of place.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOrigin {
+    /// `sha256:` and the hex SHA-256 of the config file's text.
+    pub config_digest: String,
+    /// API endpoint override in use; `None` for the AWS default endpoints.
+    pub endpoint_url: Option<String>,
+    /// Id of the stack's last applied plan, if any.
+    pub after_plan: Option<String>,
+}
+
 impl Plan {
+    /// Builds the plan of `planned`: its steps in dependency order, the unchanged addresses
+    /// sorted, the account behind each context `observed` read, and the snapshot of what it
+    /// read for `stack`.
+    ///
+    /// # Errors
+    /// The planned steps cannot be ordered (a repeated address, a dependency that is not a
+    /// step, or a cycle), which is a bug in the planner.
+    pub fn new(
+        stack: &Stack,
+        observed: &Observed,
+        planned: Planned,
+        mode: Mode,
+        warnings: Vec<String>,
+        origin: PlanOrigin,
+    ) -> Result<Plan, GraphError> {
+        let steps = graph::order_steps(planned.steps)?;
+        let mut unchanged = planned.unchanged;
+        unchanged.sort();
+        unchanged.dedup();
+        let accounts = observed
+            .identities
+            .iter()
+            .map(|(context, identity)| PlanAccount {
+                context: context.clone(),
+                account_id: identity.account_id.clone(),
+            })
+            .collect();
+        Ok(Plan {
+            format_version: FORMAT_VERSION,
+            linkplan_version: env!("CARGO_PKG_VERSION").to_string(),
+            stack_name: stack.name.clone(),
+            mode,
+            config_digest: origin.config_digest,
+            endpoint_url: origin.endpoint_url,
+            after_plan: origin.after_plan,
+            accounts,
+            summary: Summary::of(&steps, unchanged.len()),
+            unchanged,
+            warnings,
+            drift: planned.drift,
+            stack: stack.clone(),
+            steps,
+            observed: observed.snapshot(stack),
+        })
+    }
+
     /// Returns the plan's id: the first 16 hex digits of the digest of its body. Idempotency
     /// tokens and journals are named after it.
     pub fn id(&self) -> String {

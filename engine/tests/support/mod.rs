@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use linkplan_engine::config;
-use linkplan_engine::graph::StepGraph;
+use linkplan_engine::graph;
 use linkplan_engine::journal::Entry;
 use linkplan_engine::observed::{
     DnsEntry, EndpointState, HostedZoneState, Identity, Observed, PeeringState, RecordState,
     RouteState, RouteTableState, ServiceLookup, ServiceState, SubnetState, VpcState,
 };
-use linkplan_engine::plan_file::{FORMAT_VERSION, Plan, PlanAccount, Summary};
+use linkplan_engine::plan_file::{Plan, PlanOrigin};
 use linkplan_engine::planner::{self, Mode};
 use linkplan_engine::provider::{ErrorKind, Outputs, Provider, ProviderError, StepRequest};
 use linkplan_engine::resource::{Address, Resource, TAG_ADDRESS, TAG_STACK, Tags, outputs};
@@ -279,20 +279,9 @@ pub fn ordered_steps(stack: &Stack, observed: &Observed, mode: Mode) -> Vec<Step
     order_steps(&planned.steps)
 }
 
-/// Returns `steps` in the order [`StepGraph::order`] gives.
+/// Returns `steps` in the order [`graph::order_steps`] gives.
 pub fn order_steps(steps: &[Step]) -> Vec<Step> {
-    let graph = StepGraph::new(steps).expect("the steps form a graph");
-    let order = graph.order().expect("the steps have no cycle");
-    order
-        .iter()
-        .map(|address| {
-            steps
-                .iter()
-                .find(|s| &s.address == address)
-                .expect("a step")
-                .clone()
-        })
-        .collect()
+    graph::order_steps(steps.to_vec()).expect("the steps form a graph without cycles")
 }
 
 /// Builds the plan file contents for `stack` and `observed` the way `linkplan plan` does.
@@ -301,40 +290,17 @@ pub fn plan_for(stack: &Stack, observed: &Observed, mode: Mode) -> Plan {
         Ok(planned) => planned,
         Err(errors) => panic!("planning failed:\n{errors}"),
     };
-    let steps = order_steps(&planned.steps);
-    let mut unchanged = planned.unchanged;
-    unchanged.sort();
-    unchanged.dedup();
-    let accounts = observed
-        .identities
+    let warnings = planned
+        .warnings
+        .0
         .iter()
-        .map(|(context, identity)| PlanAccount {
-            context: context.clone(),
-            account_id: identity.account_id.clone(),
-        })
+        .map(|w| w.summary.clone())
         .collect();
-    Plan {
-        format_version: FORMAT_VERSION,
-        linkplan_version: "0.1.0".to_string(),
-        stack_name: stack.name.clone(),
-        mode,
+    let origin = PlanOrigin {
         config_digest: "sha256:0000".to_string(),
-        endpoint_url: None,
-        after_plan: None,
-        accounts,
-        summary: Summary::of(&steps, unchanged.len()),
-        unchanged,
-        warnings: planned
-            .warnings
-            .0
-            .iter()
-            .map(|w| w.summary.clone())
-            .collect(),
-        drift: planned.drift,
-        stack: stack.clone(),
-        steps,
-        observed: observed.snapshot(stack),
-    }
+        ..PlanOrigin::default()
+    };
+    Plan::new(stack, observed, planned, mode, warnings, origin).expect("the steps can be ordered")
 }
 
 /// Returns a new, empty folder under the system's temporary folder, unique to this process
