@@ -5,7 +5,7 @@
 //! Absent objects are kept too (`None` in the maps keyed by id), because a plan depends on what
 //! it did not find as much as on what it found.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -306,7 +306,7 @@ impl Observed {
         group_ids.sort();
         add("security-groups".to_string(), serde_json::json!(group_ids));
 
-        let vpcs: Vec<&str> = std::iter::once(stack.hub.vpc_id.as_str())
+        let vpcs: HashSet<&str> = std::iter::once(stack.hub.vpc_id.as_str())
             .chain(stack.spokes.iter().map(|s| s.vpc_id.as_str()))
             .collect();
         let owned = |tags: &Tags| tags.get(TAG_STACK).is_some_and(|s| *s == stack.name);
@@ -314,7 +314,7 @@ impl Observed {
         for zone in self.hosted_zones.iter().filter(|z| {
             owned(&z.tags)
                 || stack.zone.adopt.as_deref() == Some(z.zone_id.as_str())
-                || z.vpcs.iter().any(|(vpc, _)| vpcs.contains(&vpc.as_str()))
+                || z.vpcs.iter().any(|(vpc, _)| vpcs.contains(vpc.as_str()))
         }) {
             zone_ids.push(zone.zone_id.clone());
             add(
@@ -340,8 +340,8 @@ impl Observed {
             .filter(|p| !p.is_dead())
             .filter(|p| {
                 owned(&p.tags)
-                    || vpcs.contains(&p.requester_vpc_id.as_str())
-                        && vpcs.contains(&p.accepter_vpc_id.as_str())
+                    || vpcs.contains(p.requester_vpc_id.as_str())
+                        && vpcs.contains(p.accepter_vpc_id.as_str())
             })
         {
             peering_ids.push(peering.peering_id.clone());

@@ -5,14 +5,14 @@
 //! (rules, routes, records, associations), and emits a step only where they differ. Values of
 //! objects created in the same apply are [`Value::Output`] references, resolved by the executor.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use ipnet::IpNet;
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::observed::{
-    EndpointState, HostedZoneState, Observed, PeeringState, RecordState, ServiceLookup,
-    regional_dns_entry,
+    EndpointState, HostedZoneState, IngressPermission, Observed, PeeringState, RecordState,
+    ServiceLookup, regional_dns_entry,
 };
 use crate::resource::{
     self, Address, AliasRecord, AliasRecords, AssociationAuthorization, Endpoint, HostedZone,
@@ -22,6 +22,8 @@ use crate::resource::{
 use crate::saas::WORKLOAD_SECURITY;
 use crate::stack::{Context, Spoke, Stack, SubnetPolicy};
 use crate::step::{Action, Drift, Step};
+
+mod index;
 
 /// Whether a plan converges the stack on its config or removes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -52,6 +54,7 @@ pub fn plan(stack: &Stack, observed: &Observed, mode: Mode) -> Result<Planned, D
     let mut planner = Planner {
         stack,
         observed,
+        index: index::Index::new(stack, observed),
         planned: Planned::default(),
         errors: Diagnostics::default(),
     };
@@ -143,6 +146,7 @@ pub mod addresses {
 struct Planner<'a> {
     stack: &'a Stack,
     observed: &'a Observed,
+    index: index::Index<'a>,
     planned: Planned,
     errors: Diagnostics,
 }
@@ -223,7 +227,7 @@ impl<'a> Planner<'a> {
     /// and hostnames on is associated with the stack's zone.
     fn associated_with_owned_zone(&self, vpc_id: &str) -> bool {
         self.owned_zone()
-            .is_some_and(|z| z.vpcs.iter().any(|(vpc, _)| vpc == vpc_id))
+            .is_some_and(|z| self.index.zone_vpc_region(&z.zone_id, vpc_id).is_some())
     }
 
     /// Returns the stack's own active peering with `spoke`, which proves an earlier apply.
@@ -349,7 +353,7 @@ impl<'a> Planner<'a> {
             .collect();
         for (vpc, region) in &zone.vpcs {
             let managed = *vpc == self.stack.hub.vpc_id
-                || self.stack.spokes.iter().any(|s| &s.vpc_id == vpc)
+                || self.index.is_spoke_vpc(vpc)
                 || disassociated.contains(vpc);
             if managed {
                 continue;
@@ -488,10 +492,11 @@ impl<'a> Planner<'a> {
                     .map(|c| (*c, "hub".to_string())),
             );
         }
+        let mut listed: HashSet<IpNet> = cidrs.iter().map(|(c, _)| *c).collect();
         for spoke in &self.stack.spokes {
             if let Some(vpc) = self.observed.vpc(&spoke.vpc_id) {
                 for cidr in &vpc.cidrs {
-                    if !cidrs.iter().any(|(c, _)| c == cidr) {
+                    if listed.insert(*cidr) {
                         cidrs.push((*cidr, format!("spoke {}", spoke.name)));
                     }
                 }
@@ -512,17 +517,20 @@ impl<'a> Planner<'a> {
             Value::Output { .. } => None,
         };
         let wanted = self.client_cidrs();
+        let is_ours = |permission: &IngressPermission| {
+            permission.protocol == "tcp"
+                && permission.from_port == Some(port.into())
+                && permission.to_port == Some(port.into())
+        };
+        let allowed: HashSet<&str> = observed
+            .iter()
+            .flat_map(|g| &g.ingress)
+            .filter(|p| is_ours(p))
+            .map(|p| p.source.as_str())
+            .collect();
         for (cidr, side) in &wanted {
             let address = addresses::ingress(&cidr.to_string());
-            let exists = observed.is_some_and(|g| {
-                g.ingress.iter().any(|p| {
-                    p.protocol == "tcp"
-                        && p.from_port == Some(port.into())
-                        && p.to_port == Some(port.into())
-                        && p.source == cidr.to_string()
-                })
-            });
-            if exists {
+            if allowed.contains(cidr.to_string().as_str()) {
                 self.unchanged(address);
                 continue;
             }
@@ -547,14 +555,9 @@ impl<'a> Planner<'a> {
         // Rules on the managed group that the config no longer lists are removed, so the
         // group never allows more than the listed clients.
         let Some(observed) = observed else { return };
+        let listed: HashSet<String> = wanted.iter().map(|(c, _)| c.to_string()).collect();
         for permission in &observed.ingress {
-            let listed = wanted
-                .iter()
-                .any(|(c, _)| c.to_string() == permission.source);
-            let is_ours = permission.protocol == "tcp"
-                && permission.from_port == Some(port.into())
-                && permission.to_port == Some(port.into());
-            if listed && is_ours {
+            if listed.contains(&permission.source) && is_ours(permission) {
                 continue;
             }
             let rule = IngressRule {
@@ -1162,12 +1165,7 @@ impl<'a> Planner<'a> {
         if route.state == "blackhole" {
             return true;
         }
-        match self
-            .observed
-            .peerings
-            .iter()
-            .find(|p| p.peering_id == route.target)
-        {
+        match self.index.peering(&route.target) {
             None => false,
             Some(peering) => peering.is_dead() || self.owned_by_stack(&peering.tags),
         }
@@ -1175,13 +1173,8 @@ impl<'a> Planner<'a> {
 
     /// Returns the live peering between the hub and `spoke`, ignoring dead ones.
     fn live_peering(&self, spoke: &Spoke) -> Option<&'a PeeringState> {
-        let hub = &self.stack.hub.vpc_id;
-        let observed = self.observed;
-        observed.peerings.iter().find(|p| {
-            !p.is_dead()
-                && ((&p.requester_vpc_id == hub && p.accepter_vpc_id == spoke.vpc_id)
-                    || (p.requester_vpc_id == spoke.vpc_id && &p.accepter_vpc_id == hub))
-        })
+        self.index
+            .live_peering_between(&self.stack.hub.vpc_id, &spoke.vpc_id)
     }
 
     fn peering(&mut self, spoke: &Spoke, context: &Context) -> Option<Handle> {
@@ -1297,7 +1290,7 @@ impl<'a> Planner<'a> {
                 for destination in &destinations {
                     let destination = destination.to_string();
                     let address = addresses::route(&spoke.name, table_id, &destination);
-                    match table.routes.iter().find(|r| r.destination_cidr == destination) {
+                    match self.index.route(table_id, &destination) {
                         Some(route) if peering.value.as_known() == Some(route.target.as_str()) => {
                             self.unchanged(address);
                         }
@@ -1372,10 +1365,12 @@ impl<'a> Planner<'a> {
         spoke_dns: &[Address],
     ) {
         let address = addresses::zone_association(&spoke.name);
-        if zone
-            .live
-            .is_some_and(|z| z.vpcs.iter().any(|(vpc, _)| vpc == &spoke.vpc_id))
-        {
+        let associated = |zone: &HostedZoneState| {
+            self.index
+                .zone_vpc_region(&zone.zone_id, &spoke.vpc_id)
+                .is_some()
+        };
+        if zone.live.is_some_and(associated) {
             self.unchanged(address);
             return;
         }
@@ -1383,7 +1378,7 @@ impl<'a> Planner<'a> {
             z.private
                 && z.name == self.stack.zone.name
                 && Some(z.zone_id.as_str()) != zone.id.value.as_known()
-                && z.vpcs.iter().any(|(vpc, _)| vpc == &spoke.vpc_id)
+                && associated(z)
         }) {
             self.error(
                 Diagnostic::error(format!(
@@ -1510,14 +1505,7 @@ impl<'a> Planner<'a> {
             .to_string();
         let mut addresses_made = Vec::new();
         for table_id in &self.stack.hub.route_table_ids {
-            let Some(table) = self.observed.route_table(table_id) else {
-                continue;
-            };
-            for route in table
-                .routes
-                .iter()
-                .filter(|r| r.target == peering.peering_id)
-            {
+            for route in self.index.routes_over(table_id, &peering.peering_id) {
                 let address = addresses::route(&spoke, table_id, &route.destination_cidr);
                 addresses_made.push(address.clone());
                 self.push(Step {
@@ -1543,17 +1531,14 @@ impl<'a> Planner<'a> {
             .iter()
             .find(|z| z.private && self.has_address(&z.tags, &zone_address));
         if let Some(zone) = zone {
-            if let Some((vpc_id, region)) = zone
-                .vpcs
-                .iter()
-                .find(|(vpc, _)| vpc == &peering.accepter_vpc_id)
-            {
+            let vpc_id = &peering.accepter_vpc_id;
+            if let Some(region) = self.index.zone_vpc_region(&zone.zone_id, vpc_id) {
                 let address = addresses::zone_association(&spoke);
                 addresses_made.push(address.clone());
                 // The zone's account may disassociate any VPC from it, so the hub's
                 // credentials do, with the VPC's region.
                 let context = Context {
-                    region: region.clone(),
+                    region: region.to_string(),
                     credentials: self.stack.hub.credentials.clone(),
                 };
                 self.push(Step {
@@ -1566,7 +1551,7 @@ impl<'a> Planner<'a> {
                     before: Some(Resource::ZoneAssociation(ZoneAssociation {
                         zone_id: Value::known(&zone.zone_id),
                         vpc_id: vpc_id.clone(),
-                        vpc_region: region.clone(),
+                        vpc_region: region.to_string(),
                     })),
                     after: None,
                 });
@@ -1635,8 +1620,8 @@ impl<'a> Planner<'a> {
                 endpoint_dependents.push(address);
             }
             for spoke in &self.stack.spokes {
-                let Some((vpc_id, region)) = zone.vpcs.iter().find(|(vpc, _)| vpc == &spoke.vpc_id)
-                else {
+                let vpc_id = &spoke.vpc_id;
+                let Some(region) = self.index.zone_vpc_region(&zone.zone_id, vpc_id) else {
                     continue;
                 };
                 let address = addresses::zone_association(&spoke.name);
@@ -1650,7 +1635,7 @@ impl<'a> Planner<'a> {
                     before: Some(Resource::ZoneAssociation(ZoneAssociation {
                         zone_id: Value::known(&zone.zone_id),
                         vpc_id: vpc_id.clone(),
-                        vpc_region: region.clone(),
+                        vpc_region: region.to_string(),
                     })),
                     after: None,
                 });
@@ -1684,7 +1669,7 @@ impl<'a> Planner<'a> {
             let spoke = address
                 .as_str()
                 .strip_prefix("peering.")
-                .and_then(|name| self.stack.spoke(name));
+                .and_then(|name| self.index.spoke(name));
             let mut route_steps = Vec::new();
             if let Some(spoke) = spoke {
                 let sides = [
@@ -1693,14 +1678,7 @@ impl<'a> Planner<'a> {
                 ];
                 for (tables, context) in sides {
                     for table_id in tables {
-                        let Some(table) = self.observed.route_table(table_id) else {
-                            continue;
-                        };
-                        for route in table
-                            .routes
-                            .iter()
-                            .filter(|r| r.target == peering.peering_id)
-                        {
+                        for route in self.index.routes_over(table_id, &peering.peering_id) {
                             let route_address =
                                 addresses::route(&spoke.name, table_id, &route.destination_cidr);
                             route_steps.push(route_address.clone());

@@ -6,7 +6,7 @@
 //! happens when the state is read (DNS names lowercase without the trailing dot, ids as AWS
 //! spells them), so two spellings of one value are never a difference here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use serde_json::Value;
@@ -118,10 +118,12 @@ fn differences(planned: &Value, current: &Value, path: String, out: &mut Vec<Fie
         (Value::Array(a), Value::Array(b))
             if !a.iter().any(is_object) && !b.iter().any(is_object) =>
         {
+            // A set of the other side keeps this linear in the lengths of the lists.
             let only = |x: &[Value], y: &[Value]| -> Vec<String> {
+                let others: HashSet<String> = y.iter().map(Value::to_string).collect();
                 x.iter()
-                    .filter(|v| !y.contains(v))
                     .map(Value::to_string)
+                    .filter(|v| !others.contains(v))
                     .collect()
             };
             out.push(FieldChange {
