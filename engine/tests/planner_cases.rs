@@ -424,6 +424,27 @@ fn converged_stack_plans_nothing() {
 }
 
 #[test]
+fn applied_plan_of_many_spokes_plans_nothing() {
+    let stack = support::stack_from(&support::synthetic::config_text(50));
+    let mut observed = support::synthetic::observed_before_apply(&stack);
+    let first = support::plan_for(&stack, &observed, Mode::Apply);
+    assert!(first.steps.len() > 50 * 4, "a step per spoke object");
+
+    support::applied::apply_steps(&mut observed, &first.steps);
+    let findings = checks::check(&stack, &observed);
+    assert!(!findings.has_errors(), "checks: {findings}");
+    let again = plan(&stack, &observed);
+    assert!(
+        again.steps.is_empty(),
+        "no step: {:?}",
+        addresses(&again.steps)
+    );
+    assert!(again.drift.is_empty(), "no drift: {:?}", again.drift);
+    let objects = first.steps.len() + first.unchanged.len();
+    assert_eq!(again.unchanged.len(), objects);
+}
+
+#[test]
 fn endpoint_with_wanted_groups_plans_nothing() {
     let hub = "security_group_ids = [\"sg-0000000b\", \"sg-0000000a\"]";
     let stack = two_services(hub);

@@ -4,6 +4,9 @@
 //! Each test file that declares `mod support;` uses only part of this module.
 #![allow(dead_code)]
 
+pub mod applied;
+pub mod synthetic;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
