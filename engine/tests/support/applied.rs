@@ -8,15 +8,12 @@
 use std::collections::BTreeMap;
 
 use linkplan_engine::observed::{
-    AliasTargetState, DnsEntry, EndpointState, HostedZoneState, IngressPermission, Observed,
-    PeeringState, RecordState, RouteState, SecurityGroupState,
+    AliasTargetState, EndpointState, HostedZoneState, IngressPermission, Observed, PeeringState,
+    RecordState, RouteState, SecurityGroupState,
 };
 use linkplan_engine::provider::Outputs;
 use linkplan_engine::resource::{Address, Resource, VpcDnsAttribute, outputs};
 use linkplan_engine::step::{Action, Step};
-
-/// The hosted zone id AWS reports in the DNS entries of us-east-1 endpoints.
-const ENDPOINT_DNS_ZONE_ID: &str = "Z7HUB22UULQXV";
 
 /// Applies `steps`, in execution order, to `observed`, giving each new object an id made from
 /// its position.
@@ -99,13 +96,7 @@ fn apply_resource(
         }
         Resource::Endpoint(endpoint) => {
             let endpoint_id = format!("vpce-{serial:017x}");
-            let service_id = endpoint.service_name.rsplit('.').next().unwrap_or_default();
-            let entry = DnsEntry {
-                dns_name: format!(
-                    "{endpoint_id}-a1b2c3d4.{service_id}.us-east-1.vpce.amazonaws.com"
-                ),
-                hosted_zone_id: ENDPOINT_DNS_ZONE_ID.to_string(),
-            };
+            let entry = super::regional_entry(&endpoint_id, &endpoint.service_name);
             step_outputs.insert(outputs::ID.to_string(), endpoint_id.clone());
             step_outputs.insert(outputs::DNS_NAME.to_string(), entry.dns_name.clone());
             step_outputs.insert(
