@@ -238,16 +238,16 @@ fn check_spokes(stack: &Stack, observed: &Observed, findings: &mut Diagnostics) 
         let Some(vpc) = observed.vpc(&spoke.vpc_id) else {
             continue;
         };
-        if let Some(configured) = &spoke.account_id {
-            if configured != &vpc.owner_id {
-                findings.push(
-                    Diagnostic::error(format!(
-                        "spoke `{}` names account {configured}, but VPC `{}` is owned by {}",
-                        spoke.name, spoke.vpc_id, vpc.owner_id
-                    ))
-                    .with_help("correct `account_id` of the spoke"),
-                );
-            }
+        if let Some(configured) = &spoke.account_id
+            && configured != &vpc.owner_id
+        {
+            findings.push(
+                Diagnostic::error(format!(
+                    "spoke `{}` names account {configured}, but VPC `{}` is owned by {}",
+                    spoke.name, spoke.vpc_id, vpc.owner_id
+                ))
+                .with_help("correct `account_id` of the spoke"),
+            );
         }
         let cross_account = hub_account.as_ref().is_some_and(|hub| hub != &vpc.owner_id);
         let spoke_account = observed.account(&stack.spoke_context(spoke));

@@ -8,7 +8,7 @@
 //! tags.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -70,6 +70,43 @@ pub enum Outcome {
     RolledBack,
     /// A step failed and some completed steps are still in place.
     Failed,
+}
+
+/// Where the runs recorded in one plan's journal stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// No step was started, or the last run ended with every completed step undone: the plan
+    /// can be applied from the start.
+    Clear,
+    /// A run started steps and stopped before its end (a crash, a killed process), or ended
+    /// with steps still in place. `apply --resume` finishes it and `rollback` undoes it.
+    Unfinished,
+    /// A rollback started undoing steps and stopped before its end. Only `rollback` may go on:
+    /// the undo in flight may or may not have taken effect, so nothing may build on it.
+    RollbackUnfinished,
+    /// The last run completed every step.
+    Applied,
+}
+
+impl RunStatus {
+    /// Returns the status of the runs that `entries`, a plan's journal, record.
+    pub fn of(entries: &[Entry]) -> Self {
+        let mut status = RunStatus::Clear;
+        for entry in entries {
+            status = match (entry, status) {
+                (Entry::Finished { outcome }, _) => match outcome {
+                    Outcome::Applied => RunStatus::Applied,
+                    Outcome::RolledBack => RunStatus::Clear,
+                    Outcome::Failed => RunStatus::Unfinished,
+                },
+                (Entry::UndoIntent { .. }, _) => RunStatus::RollbackUnfinished,
+                (_, RunStatus::RollbackUnfinished) => RunStatus::RollbackUnfinished,
+                (Entry::Intent { .. }, _) => RunStatus::Unfinished,
+                (_, status) => status,
+            };
+        }
+        status
+    }
 }
 
 /// The process that runs or ran an apply, with enough detail to find it.
@@ -296,16 +333,111 @@ impl LocalBackend {
     }
 }
 
-struct LocalLock {
+/// A lock file held with an exclusive advisory lock (`flock` on Linux) for as long as the
+/// guard lives. The operating system releases the advisory lock when the process ends, however
+/// it ends, so a lock left by a killed process is taken over without a race between two runs.
+struct FileLock {
     path: PathBuf,
+    file: File,
 }
 
-impl LockGuard for LocalLock {}
+impl LockGuard for FileLock {}
 
-impl Drop for LocalLock {
+impl Drop for FileLock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // `unlock --force` may have removed this file, and another run may have taken a new
+        // lock at the same path since; that one stays.
+        if is_same_file(&self.file, &self.path) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
+}
+
+/// Reports whether `path` still names the open `file`.
+#[cfg(unix)]
+fn is_same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
+    }
+}
+
+/// Reports whether `path` still exists; without inode numbers, it is taken to name `file`.
+#[cfg(not(unix))]
+fn is_same_file(_file: &File, path: &Path) -> bool {
+    path.exists()
+}
+
+/// Takes the lock file at `path` for `current`, as the lock of `stack`.
+///
+/// The file contains its holder as JSON, for messages and for `unlock`. Exclusion comes from
+/// the advisory lock. A holder named in the file is still respected when the advisory lock is
+/// free, unless it ran on this host and its process is gone: a holder on another host shares
+/// the folder over a network file system that may not pass advisory locks on.
+///
+/// # Errors
+/// [`BackendError::Locked`] when another run holds the lock, or an I/O error.
+pub fn lock_file(
+    path: &Path,
+    stack: &str,
+    current: &Holder,
+) -> Result<Box<dyn LockGuard>, BackendError> {
+    let io = |action, source| BackendError::Io {
+        action,
+        path: path.display().to_string(),
+        source,
+    };
+    let locked = |holder: Holder| BackendError::Locked {
+        stack: stack.to_string(),
+        holder,
+    };
+    loop {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| io("open", e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                return Err(locked(parse_holder(&text)));
+            }
+            Err(std::fs::TryLockError::Error(error)) => return Err(io("lock", error)),
+        }
+        // The holder released the lock and removed its file between the open and the lock,
+        // so this file is no longer the lock: open the path again.
+        if !is_same_file(&file, path) {
+            continue;
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(|e| io("read", e))?;
+        if !text.trim().is_empty() {
+            let holder = parse_holder(&text);
+            if !holder.is_dead_here() {
+                return Err(locked(holder));
+            }
+            tracing::warn!(stack, %holder, "taking over the lock of a process that is gone");
+        }
+        let text = serde_json::to_string(current).expect("a holder serializes");
+        file.set_len(0).map_err(|e| io("write", e))?;
+        file.seek(SeekFrom::Start(0)).map_err(|e| io("write", e))?;
+        file.write_all(text.as_bytes())
+            .map_err(|e| io("write", e))?;
+        file.sync_all().map_err(|e| io("write", e))?;
+        return Ok(Box::new(FileLock {
+            path: path.to_path_buf(),
+            file,
+        }));
+    }
+}
+
+/// Reads a lock file's holder; a file cut short or written by another program is unreadable.
+fn parse_holder(text: &str) -> Holder {
+    serde_json::from_str(text).unwrap_or_else(|_| Holder::unreadable())
 }
 
 struct LocalJournal {
@@ -425,45 +557,14 @@ impl Backend for LocalBackend {
         current: &Holder,
     ) -> Result<Box<dyn LockGuard>, BackendError> {
         let path = self.stack_dir(stack)?.join("lock");
-        let io = |action, source| BackendError::Io {
-            action,
-            path: path.display().to_string(),
-            source,
-        };
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut file) => {
-                let text = serde_json::to_string(current).expect("a holder serializes");
-                file.write_all(text.as_bytes())
-                    .map_err(|e| io("write", e))?;
-                file.sync_all().map_err(|e| io("write", e))?;
-                Ok(Box::new(LocalLock { path }))
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                let text = std::fs::read_to_string(&path).map_err(|e| io("read", e))?;
-                let holder: Holder =
-                    serde_json::from_str(&text).unwrap_or_else(|_| Holder::unreadable());
-                // A holder on this host whose process is gone died without releasing the lock, for
-                // example because it was killed. So nothing else can still be using the stack.
-                if holder.is_dead_here() {
-                    tracing::warn!(stack, %holder, "taking over the lock of a process that is gone");
-                    std::fs::remove_file(&path).map_err(|e| io("remove", e))?;
-                    return Box::pin(self.lock(stack, current)).await;
-                }
-                Err(BackendError::Locked {
-                    stack: stack.to_string(),
-                    holder,
-                })
-            }
-            Err(error) => Err(io("create", error)),
-        }
+        lock_file(&path, stack, current)
     }
 
     async fn lock_holder(&self, stack: &str) -> Result<Option<Holder>, BackendError> {
         let path = self.lock_path(stack);
         match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(
-                serde_json::from_str(&text).unwrap_or_else(|_| Holder::unreadable()),
-            )),
+            Ok(text) if text.trim().is_empty() => Ok(None),
+            Ok(text) => Ok(Some(parse_holder(&text))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(BackendError::Io {
                 action: "read",
@@ -621,6 +722,74 @@ mod tests {
         assert_eq!(journal.entries().await.unwrap(), vec![entry]);
     }
 
+    fn intent(address: &str) -> Entry {
+        let step = Step {
+            address: Address::from(address),
+            action: crate::step::Action::Update,
+            id: None,
+            reason: None,
+            depends_on: Vec::new(),
+            context: crate::stack::Context {
+                region: "us-east-1".into(),
+                credentials: Default::default(),
+            },
+            before: None,
+            after: None,
+        };
+        Entry::Intent {
+            address: Address::from(address),
+            token: "lp-1".into(),
+            step: Box::new(step),
+        }
+    }
+
+    #[test]
+    fn run_status_follows_journal() {
+        let zone = || Address::from("zone");
+        let finished = |outcome| Entry::Finished { outcome };
+        let cases: Vec<(&str, Vec<Entry>, RunStatus)> = vec![
+            ("empty", vec![], RunStatus::Clear),
+            ("crashed", vec![intent("zone")], RunStatus::Unfinished),
+            (
+                "applied",
+                vec![intent("zone"), finished(Outcome::Applied)],
+                RunStatus::Applied,
+            ),
+            (
+                "rolled back",
+                vec![intent("zone"), finished(Outcome::RolledBack)],
+                RunStatus::Clear,
+            ),
+            (
+                "failed with steps in place",
+                vec![intent("zone"), finished(Outcome::Failed)],
+                RunStatus::Unfinished,
+            ),
+            (
+                "rollback cut off",
+                vec![
+                    intent("zone"),
+                    Entry::UndoIntent { address: zone() },
+                    Entry::Undone { address: zone() },
+                ],
+                RunStatus::RollbackUnfinished,
+            ),
+            (
+                "rollback finished",
+                vec![
+                    intent("zone"),
+                    Entry::UndoIntent { address: zone() },
+                    Entry::Undone { address: zone() },
+                    finished(Outcome::RolledBack),
+                ],
+                RunStatus::Clear,
+            ),
+        ];
+        for (name, entries, expected) in cases {
+            assert_eq!(RunStatus::of(&entries), expected, "{name}");
+        }
+    }
+
     #[tokio::test]
     async fn applied_plans_are_recorded() {
         let backend = LocalBackend::new(scratch("applied"));
@@ -629,22 +798,77 @@ mod tests {
         assert!(backend.is_applied("web", "abc").await.unwrap());
     }
 
-    #[tokio::test]
-    async fn lock_of_dead_process_is_taken_over() {
-        let backend = LocalBackend::new(scratch("stale"));
+    /// Returns the holder of a process that ran on this host and has ended.
+    fn dead_holder() -> Holder {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         child.wait().unwrap();
-        let dead = Holder {
+        Holder {
             host: hostname(),
             pid: child.id(),
             since: "2026-01-01T00:00:00Z".into(),
             user: String::new(),
-        };
-        let guard = backend.lock("web", &dead).await.unwrap();
-        std::mem::forget(guard);
+        }
+    }
+
+    /// Writes the lock file a killed run leaves: its holder, with no advisory lock held.
+    fn write_lock(root: &Path, stack: &str, holder: &Holder) {
+        std::fs::create_dir_all(root.join(stack)).unwrap();
+        let text = serde_json::to_string(holder).unwrap();
+        std::fs::write(root.join(stack).join("lock"), text).unwrap();
+    }
+
+    #[tokio::test]
+    async fn lock_of_dead_process_is_taken_over() {
+        let root = scratch("stale");
+        write_lock(&root, "web", &dead_holder());
+        let backend = LocalBackend::new(&root);
         assert!(
             backend.lock("web", &Holder::current()).await.is_ok(),
             "the dead holder's lock stays"
+        );
+    }
+
+    #[test]
+    fn dead_lock_is_taken_over_once() {
+        let root = scratch("race");
+        write_lock(&root, "web", &dead_holder());
+        let path = root.join("web").join("lock");
+        let barrier = std::sync::Barrier::new(8);
+        let taken: Vec<bool> = std::thread::scope(|scope| {
+            let attempts: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        let guard = lock_file(&path, "web", &Holder::current());
+                        // Every attempt ends before any guard is dropped.
+                        barrier.wait();
+                        guard.is_ok()
+                    })
+                })
+                .collect();
+            attempts.into_iter().map(|a| a.join().unwrap()).collect()
+        });
+        let winners = taken.iter().filter(|t| **t).count();
+        assert_eq!(winners, 1, "one run takes the dead run's lock: {taken:?}");
+    }
+
+    #[tokio::test]
+    async fn released_lock_keeps_a_newer_lock() {
+        let backend = LocalBackend::new(scratch("newer"));
+        let first = backend.lock("web", &dead_holder()).await.unwrap();
+        backend.break_lock("web").await.unwrap();
+        let second_holder = Holder {
+            host: "ci-2".into(),
+            pid: 7,
+            since: "2026-01-01T00:00:00Z".into(),
+            user: String::new(),
+        };
+        let _second = backend.lock("web", &second_holder).await.unwrap();
+        drop(first);
+        assert_eq!(
+            backend.lock_holder("web").await.unwrap(),
+            Some(second_holder),
+            "releasing the broken lock removed the newer one"
         );
     }
 

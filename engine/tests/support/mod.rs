@@ -587,10 +587,10 @@ impl FakeCloud {
 
     /// Makes or finds the object of a create step and returns its outputs.
     fn create(state: &mut CloudState, step: &Step, token: &str) -> Outputs {
-        if let Some(existing) = state.objects.get(&step.address) {
-            if existing.token == token {
-                return existing.outputs.clone();
-            }
+        if let Some(existing) = state.objects.get(&step.address)
+            && existing.token == token
+        {
+            return existing.outputs.clone();
         }
         state.next_id += 1;
         let serial = state.next_id;
@@ -700,10 +700,10 @@ impl Provider for FakeCloud {
             state.apply_calls += 1;
             state.in_flight += 1;
             state.max_in_flight = state.max_in_flight.max(state.in_flight);
-            if let Some((address, sender)) = &state.cancel_on_start {
-                if *address == step.address {
-                    let _ = sender.send(true);
-                }
+            if let Some((address, sender)) = &state.cancel_on_start
+                && *address == step.address
+            {
+                let _ = sender.send(true);
             }
             let delay = state
                 .delays
