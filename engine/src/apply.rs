@@ -28,7 +28,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::graph::StepGraph;
-use crate::journal::{BackendError, Entry, Journal, Outcome};
+use crate::journal::{BackendError, Entry, Journal, Outcome, RunStatus};
 use crate::observed::hex;
 use crate::plan_file::Plan;
 use crate::provider::{ErrorKind, Outputs, Provider, ProviderError, StepProgress, StepRequest};
@@ -114,6 +114,10 @@ pub enum ApplyError {
     Graph(#[from] crate::graph::GraphError),
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The journal shows a rollback that stopped half way: an undo in flight may or may not
+    /// have taken effect, so no step may build on it until the rollback is finished.
+    #[error("the rollback of an earlier run of this plan stopped before its end")]
+    RollbackUnfinished,
 }
 
 /// Returns the idempotency token of step `address` of plan `plan_id` in its first run: `lp-`
@@ -122,14 +126,16 @@ pub fn idempotency_token(plan_id: &str, address: &Address) -> String {
     run_token(plan_id, address, 0)
 }
 
-/// Returns the token of step `address` after `rolled_back` runs of the plan were rolled back.
+/// Returns the token of step `address` for its attempt number `attempt`, counted from 0 and
+/// raised by each rollback of the plan and each undo of the step.
 ///
 /// AWS returns a token's first result: a `CreateVpcEndpoint` repeated with the token of an
 /// endpoint that was since deleted returns that deleted endpoint, and a `CreateHostedZone`
 /// repeated with the caller reference of a deleted zone fails with `HostedZoneAlreadyExists`.
-/// So a plan applied again after a rollback needs new tokens, while a resumed run keeps them.
-pub fn run_token(plan_id: &str, address: &Address, rolled_back: usize) -> String {
-    let input = match rolled_back {
+/// So a step run again after its object was undone needs a new token, while a resumed run
+/// keeps the token of each unfinished step.
+pub fn run_token(plan_id: &str, address: &Address, attempt: usize) -> String {
+    let input = match attempt {
         0 => format!("{plan_id}\n{address}"),
         n => format!("{plan_id}\n{address}\n{n}"),
     };
@@ -230,11 +236,15 @@ impl Executor {
         let steps: BTreeMap<&Address, &Step> = plan.steps.iter().map(|s| (&s.address, s)).collect();
 
         let mut report = ApplyReport::default();
-        let replayed = Replay::of(journal.entries().await?);
-        let mut outputs = replayed.outputs;
-        let mut resolved = replayed.resolved;
-        let mut tokens = replayed.tokens;
-        report.completed = replayed.completed;
+        let entries = journal.entries().await?;
+        if RunStatus::of(&entries) == RunStatus::RollbackUnfinished {
+            return Err(ApplyError::RollbackUnfinished);
+        }
+        let mut replayed = Replay::of(entries);
+        let mut outputs = std::mem::take(&mut replayed.outputs);
+        let mut resolved = std::mem::take(&mut replayed.resolved);
+        let mut tokens = std::mem::take(&mut replayed.tokens);
+        report.completed = std::mem::take(&mut replayed.completed);
 
         // A step whose call was made but whose outcome never reached the journal (a crash, a
         // killed process) may have done some or all of its work. It runs again with the same
@@ -314,7 +324,7 @@ impl Executor {
                     // recognize the repeat. Any other step gets the token of this run.
                     let token = match tokens.get(&address) {
                         Some(token) if replayed.unfinished.contains(&address) => token.clone(),
-                        _ => run_token(&plan_id, &address, replayed.rolled_back),
+                        _ => run_token(&plan_id, &address, replayed.attempt(&address)),
                     };
                     let earlier_attempt = replayed.attempted.contains(&address);
                     tokens.insert(address.clone(), token.clone());
@@ -655,11 +665,20 @@ struct Replay {
     unfinished: Vec<Address>,
     /// Steps started since the last full rollback: their objects may exist.
     attempted: BTreeSet<Address>,
-    /// Runs that ended rolled back, which gives the tokens of the next run.
+    /// Runs that ended rolled back.
     rolled_back: usize,
+    /// Undos of each step that completed.
+    undone: BTreeMap<Address, usize>,
 }
 
 impl Replay {
+    /// Returns the attempt number of the next run of step `address`, for its token: a new one
+    /// after each rollback of the plan and each undo of the step, since either may have
+    /// deleted the object an earlier token made.
+    fn attempt(&self, address: &Address) -> usize {
+        self.rolled_back + self.undone.get(address).copied().unwrap_or(0)
+    }
+
     fn of(entries: Vec<Entry>) -> Self {
         let mut replay = Replay::default();
         for entry in entries {
@@ -691,6 +710,7 @@ impl Replay {
                 Entry::Undone { address } => {
                     replay.completed.retain(|a| *a != address);
                     replay.outputs.remove(&address);
+                    *replay.undone.entry(address).or_default() += 1;
                 }
                 _ => {}
             }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use linkplan_engine::apply::{ApplyOptions, ApplyReport, Executor, Quiet, idempotency_token};
+use linkplan_engine::apply::{
+    ApplyError, ApplyOptions, ApplyReport, Executor, Quiet, idempotency_token,
+};
 use linkplan_engine::journal::{Backend, Entry, LocalBackend, Outcome};
 use linkplan_engine::plan_file::Plan;
 use linkplan_engine::planner::Mode;
@@ -1142,5 +1144,97 @@ async fn journal_rollback_removes_unfinished_create() {
             })
         ),
         "the journal ends rolled back"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_after_partial_rollback_uses_new_tokens() {
+    let harness = Harness::new("partial-undo", support::HUB_CONFIG);
+    stagger(&harness.cloud);
+    harness
+        .cloud
+        .fail_at("endpoint.agents", FailureTiming::Before, endpoint_failure());
+    let error = support::provider_error(ErrorKind::Conflict, "DeleteHostedZone", "zone not empty");
+    harness.cloud.fail_undo("zone", error);
+    let first = harness.apply(options(8, true)).await;
+    assert_eq!(
+        first.outcome(),
+        Outcome::Failed,
+        "the zone stays: {first:?}"
+    );
+    harness.cloud.clear_failures();
+    let first_calls = harness.cloud.calls().len();
+
+    let second = harness.apply(options(8, true)).await;
+    assert_eq!(
+        second.outcome(),
+        Outcome::Applied,
+        "the resumed run completes: {second:?}"
+    );
+    let calls = harness.cloud.calls();
+    let tokens_of = |calls: &[support::Call], address: &str| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|c| c.kind == CallKind::Apply && c.address.as_str() == address)
+            .map(|c| c.token.clone())
+            .collect()
+    };
+    // The group was created, then undone by the partial rollback: its first token would
+    // return the deleted group on AWS.
+    let address = "security_group.endpoints";
+    let before = tokens_of(&calls[..first_calls], address);
+    let after = tokens_of(&calls[first_calls..], address);
+    assert_eq!(before.len(), 1, "the first run creates the group once");
+    assert_eq!(after.len(), 1, "the resumed run creates it again");
+    assert_ne!(after, before, "the undone group gets a new token");
+    assert!(
+        tokens_of(&calls[first_calls..], "zone").is_empty(),
+        "the zone, still in place, is not created again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn apply_after_cut_off_rollback_is_rejected() {
+    let harness = crashed_after_agents_endpoint("cut-rollback").await;
+    let mut journal = harness
+        .backend
+        .journal(&harness.plan.stack_name, &harness.plan.id())
+        .await
+        .expect("the journal opens");
+    // A rollback started undoing the zone and was killed before its outcome.
+    journal
+        .append(&Entry::UndoIntent {
+            address: Address::from("zone"),
+        })
+        .await
+        .expect("the journal is written");
+    let before = harness.cloud.calls().len();
+
+    let (_sender, cancel) = watch::channel(false);
+    let provider = Arc::clone(&harness.cloud);
+    let executor = Executor::new(provider, Arc::new(Quiet), options(8, true), cancel);
+    let result = executor.apply(&harness.plan, journal.as_mut()).await;
+    assert!(
+        matches!(result, Err(ApplyError::RollbackUnfinished)),
+        "the resume is rejected: {result:?}"
+    );
+    assert_eq!(
+        harness.cloud.calls().len(),
+        before,
+        "nothing is called after a cut-off rollback"
+    );
+
+    let report = executor
+        .roll_back_journal(&harness.plan, journal.as_mut())
+        .await
+        .expect("the rollback runs");
+    assert!(
+        report.completed.is_empty() && report.not_rolled_back.is_empty(),
+        "the rollback finishes, the zone's undo repeated: {report:?}"
+    );
+    assert!(
+        harness.cloud.object_addresses().is_empty(),
+        "no object is left: {:?}",
+        harness.cloud.object_addresses()
     );
 }
