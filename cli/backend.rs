@@ -1,14 +1,16 @@
 //! The backend of a stack's lock, journals and applied plans, as the stack's `[backend]` table
 //! sets it: a `.linkplan/` folder beside the plan file, or an S3 bucket.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use linkplan_aws::S3Backend;
 use linkplan_engine::journal::{
-    Backend, BackendError, Entry, Holder, Journal, LocalBackend, LockGuard,
+    Backend, BackendError, Entry, Holder, Journal, LocalBackend, LockGuard, lock_file,
 };
+use linkplan_engine::observed::hex;
 use linkplan_engine::plan_file::Plan;
 use linkplan_engine::stack::{BackendConfig, Stack};
+use sha2::{Digest, Sha256};
 
 use crate::args::GlobalArgs;
 use crate::error::CliError;
@@ -50,8 +52,17 @@ pub async fn for_stack(stack: &Stack, plan_path: &Path, global: &GlobalArgs) -> 
     }
 }
 
+/// Locks held together; dropping the guard releases each.
+struct Locks(#[allow(dead_code)] Vec<Box<dyn LockGuard>>);
+
+impl LockGuard for Locks {}
+
 /// Takes the lock of `plan`'s stack for `holder`, then opens the plan's journal and reads its
 /// entries. The lock is held for as long as the returned guard lives.
+///
+/// The local backend's folder follows the plan file. So with that backend, the run also takes
+/// a lock of the plan's hub VPC for this user on this host ([`host_lock_path`]), and two copies
+/// of a plan in two folders cannot run at once.
 ///
 /// # Errors
 /// The stack is locked by another run (with the exact `unlock` command), or the backend fails.
@@ -61,16 +72,103 @@ pub async fn lock_and_open(
     plan_path: &Path,
     holder: &Holder,
 ) -> Result<(Box<dyn LockGuard>, Box<dyn Journal>, Vec<Entry>), CliError> {
+    let mut locks = Vec::new();
+    if plan.stack.backend == BackendConfig::Local {
+        let path = host_lock_path(plan)?;
+        let lock = lock_file(&path, &plan.stack_name, holder).map_err(|e| {
+            CliError::new(e.to_string()).help(format!(
+                "another linkplan run on this host is changing hub VPC `{}`, from a plan file in \
+                 another folder (lock {}); wait for it to finish",
+                plan.stack.hub.vpc_id,
+                path.display()
+            ))
+        })?;
+        locks.push(lock);
+    }
     let lock = backend
         .lock(&plan.stack_name, holder)
         .await
         .map_err(|e| CliError::new(e.to_string()).help(unlock_help(plan_path, plan)))?;
+    locks.push(lock);
+    let lock: Box<dyn LockGuard> = Box::new(Locks(locks));
     let journal = backend
         .journal(&plan.stack_name, &plan.id())
         .await
         .map_err(backend_error)?;
     let entries = journal.entries().await.map_err(backend_error)?;
     Ok((lock, journal, entries))
+}
+
+/// Returns the path of the host lock of `plan`'s hub: one file per AWS endpoint, hub account,
+/// region and VPC, under `$XDG_STATE_HOME/linkplan/locks` (by default
+/// `~/.local/state/linkplan/locks`). The file exists only while a run holds it.
+///
+/// # Errors
+/// The folder cannot be created.
+pub fn host_lock_path(plan: &Plan) -> Result<PathBuf, CliError> {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|dir| !dir.is_empty())
+                .map(|home| PathBuf::from(home).join(".local").join("state"))
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    let folder = state.join("linkplan").join("locks");
+    std::fs::create_dir_all(&folder).map_err(|e| {
+        CliError::new(format!("failed to create {}: {e}", folder.display()))
+            .help("set XDG_STATE_HOME to a folder this user can write")
+    })?;
+    let hub = plan.stack.hub_context();
+    let account = plan
+        .accounts
+        .iter()
+        .find(|a| a.context == hub)
+        .map_or("", |a| a.account_id.as_str());
+    let identity = format!(
+        "{}\n{account}\n{}\n{}",
+        plan.endpoint_url.as_deref().unwrap_or("aws"),
+        hub.region,
+        plan.stack.hub.vpc_id
+    );
+    let digest = hex(&Sha256::digest(identity.as_bytes()));
+    Ok(folder.join(format!("{}-{}.lock", plan.stack.hub.vpc_id, &digest[..16])))
+}
+
+/// Rejects going on with a run of `plan` when the stack has had another plan applied since
+/// `plan` was made: resuming it would act on a stale plan, and undoing it would pull objects
+/// from under the newer plan. When `allow_applied`, `plan` itself may be the last applied
+/// plan, as for a rollback of a run that completed.
+///
+/// # Errors
+/// A newer plan was applied, or the backend cannot be read.
+pub async fn check_not_superseded(
+    backend: &dyn Backend,
+    plan: &Plan,
+    plan_path: &Path,
+    command: &str,
+    allow_applied: bool,
+) -> Result<(), CliError> {
+    let last = backend
+        .last_applied(&plan.stack_name)
+        .await
+        .map_err(backend_error)?;
+    let plan_id = plan.id();
+    if last == plan.after_plan || (allow_applied && last.as_deref() == Some(plan_id.as_str())) {
+        return Ok(());
+    }
+    let newer = last.unwrap_or_else(|| "(none recorded)".to_string());
+    Err(CliError::new(format!(
+        "stack `{}` had plan {newer} applied after plan `{}` (id {plan_id}) was made, so {command} \
+         would act on a state that plan never saw",
+        plan.stack_name,
+        plan_path.display()
+    ))
+    .help(
+        "run `linkplan plan` to plan from the live state, which includes what this plan's run \
+         left, and apply that plan",
+    ))
 }
 
 /// Turns a backend error into a command error with its advice.

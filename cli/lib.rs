@@ -11,6 +11,7 @@ pub mod error;
 pub mod exit;
 pub mod progress;
 pub mod render;
+pub mod signals;
 
 use std::io::IsTerminal;
 

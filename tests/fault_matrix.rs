@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{Filter, VpcAttributeName};
 use common::{
-    Run, apply_stalled_at, hub_and_spoke_config, interrupt, linkplan_via, run_via, workdir,
-    write_config,
+    Run, apply_stalled_at, hub_and_spoke_config, interrupt, linkplan_via, run_via, terminate,
+    workdir, write_config,
 };
 use linkplan_testkit::{FaultProxy, InjectedError, LocalVpc, Outcome, VpcSpec, moto, unique_name};
 
@@ -536,4 +536,152 @@ async fn concurrent_applies_run_one_at_a_time() {
         everything(),
         "the stack was built once"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_rolls_back_like_ctrl_c() {
+    let _serial = SERIAL.lock().await;
+    let proxy = FaultProxy::start(&moto().endpoint);
+    let setup = Setup::new("terminate", 205);
+    setup.plan(&proxy);
+    let child = apply_stalled_at(
+        &proxy,
+        &setup.dir,
+        4,
+        &["--read-timeout", "3", "--max-attempts", "1"],
+    );
+    terminate(child.id());
+    let run = Run::from(child.wait_with_output().unwrap());
+    proxy.clear_faults();
+    assert_eq!(
+        run.code,
+        3,
+        "a terminated apply did not roll back\n{}",
+        describe(&run)
+    );
+    assert!(
+        run.stderr
+            .contains("Interrupted: finishing the steps in flight, then rolling back"),
+        "{}",
+        describe(&run)
+    );
+    assert_eq!(
+        setup.census().await,
+        nothing(),
+        "the terminated apply left something behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copies_in_two_folders_run_one_at_a_time() {
+    let _serial = SERIAL.lock().await;
+    let proxy = FaultProxy::start(&moto().endpoint);
+    let setup = Setup::new("two-folders", 206);
+    setup.plan(&proxy);
+    let elsewhere = setup.dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::copy(setup.dir.join("p.plan"), elsewhere.join("p.plan")).unwrap();
+
+    // Each copy has a backend folder of its own beside it, so only the host lock keeps the
+    // two runs apart.
+    proxy.set_delay(Duration::from_millis(150));
+    let first = linkplan_via(&proxy, &setup.dir)
+        .args(["apply", "--auto-approve", "p.plan"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = setup.dir.join(".linkplan").join(&setup.stack).join("lock");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the first apply never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = run_via(&proxy, &elsewhere, &["apply", "--auto-approve", "p.plan"]);
+    let first = Run::from(first.wait_with_output().unwrap());
+    proxy.set_delay(Duration::ZERO);
+
+    assert_eq!(
+        first.code,
+        0,
+        "the first apply failed\n{}",
+        describe(&first)
+    );
+    assert_eq!(
+        second.code,
+        1,
+        "the copy in another folder was not refused\n{}",
+        describe(&second)
+    );
+    let expected = format!("error: stack `{}` is locked by process", setup.stack);
+    assert!(
+        second.stderr.contains(&expected),
+        "the holder is not named\n{}",
+        describe(&second)
+    );
+    assert!(
+        second.stderr.contains("from a plan file in another folder"),
+        "the help does not explain the host lock\n{}",
+        describe(&second)
+    );
+    assert_eq!(
+        setup.census().await,
+        everything(),
+        "the stack was built once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_run_is_superseded_by_newer_plan() {
+    let _serial = SERIAL.lock().await;
+    let proxy = FaultProxy::start(&moto().endpoint);
+    let setup = Setup::new("superseded", 207);
+    setup.plan(&proxy);
+    // One step at a time, the run is killed after the same call every time, before the hub's
+    // zone is made. A zone made and not yet tagged would stop the new plan, which cannot tell
+    // it from a zone made by hand.
+    let mut child = apply_stalled_at(&proxy, &setup.dir, 2, &["--parallelism", "1"]);
+    child.kill().expect("SIGKILL is sent");
+    child.wait().unwrap();
+    proxy.clear_faults();
+    let killed_plan = std::fs::read(setup.dir.join("p.plan")).unwrap();
+
+    // The killed run's plan file is kept: a new plan may not be written over it.
+    let kept = run_via(&proxy, &setup.dir, &["plan", "--out", "p.plan"]).expect_code(1);
+    assert!(
+        kept.stderr.contains("whose run did not finish"),
+        "{}",
+        describe(&kept)
+    );
+    assert_eq!(
+        std::fs::read(setup.dir.join("p.plan")).unwrap(),
+        killed_plan,
+        "the plan file of the unfinished run was changed"
+    );
+
+    // A new plan, written elsewhere, includes what the killed run left and completes the stack.
+    run_via(&proxy, &setup.dir, &["plan", "--out", "q.plan"]).expect_code(0);
+    run_via(&proxy, &setup.dir, &["apply", "--auto-approve", "q.plan"]).expect_code(0);
+    assert_eq!(setup.census().await, everything());
+
+    // The killed run can be neither resumed nor rolled back over the newer plan.
+    for args in [
+        &["apply", "--auto-approve", "--resume", "p.plan"][..],
+        &["rollback", "--auto-approve", "p.plan"][..],
+    ] {
+        let refused = run_via(&proxy, &setup.dir, args).expect_code(1);
+        assert!(
+            refused.stderr.contains("applied after plan `p.plan`"),
+            "{args:?}\n{}",
+            describe(&refused)
+        );
+        assert_eq!(
+            setup.census().await,
+            everything(),
+            "{args:?} changed the stack"
+        );
+    }
 }

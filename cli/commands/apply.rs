@@ -1,16 +1,17 @@
 //! `linkplan apply`: executes a reviewed plan file exactly, or rejects it.
 //!
 //! Before its first mutation, apply checks, in order: the file's version and digest, that the
-//! plan was not applied already, the confirmation, the AWS endpoint and accounts, the stack's
-//! lock, and that nothing the plan read has changed since.
+//! plan was not applied already, the AWS endpoint, the stack's lock and the plan's earlier runs.
+//! It then checks the accounts and that nothing the plan read has changed since, or, for a
+//! resumed run, that no newer plan was applied. The confirmation comes last.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use linkplan_engine::apply::{ApplyOptions, ApplyReport, Executor};
-use linkplan_engine::journal::{Entry, Holder, Outcome};
+use linkplan_engine::apply::{ApplyError, ApplyOptions, ApplyReport, Executor};
+use linkplan_engine::journal::{Entry, Holder, Outcome, RunStatus};
 use linkplan_engine::plan_file::{self, Plan};
 use linkplan_engine::provider::Provider;
 use linkplan_engine::staleness;
@@ -44,10 +45,28 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
         return Ok(exit::OK);
     }
 
-    // The plan must run against the endpoint it was made against; that is checked before the
-    // plan is shown for approval.
+    // The plan must run against the endpoint it was made against.
     let provider = super::provider(&plan.stack, global).await?;
     check_endpoint(&args.plan, &plan, provider.as_ref())?;
+
+    // The lock, the plan's earlier runs and the live state are checked before the plan is
+    // shown for approval, so that an approved plan is not rejected afterwards.
+    let holder = Holder::current();
+    let (_lock, mut journal, entries) =
+        crate::backend::lock_and_open(backend.as_ref(), &plan, &args.plan, &holder).await?;
+    let resuming = check_runs(&args.plan, &plan, &entries, journal.location(), args.resume)?;
+    if resuming {
+        crate::backend::check_not_superseded(
+            backend.as_ref(),
+            &plan,
+            &args.plan,
+            "resuming it",
+            false,
+        )
+        .await?;
+    } else {
+        check_current(&args.plan, &plan, provider.as_ref()).await?;
+    }
 
     print!(
         "{}{}",
@@ -60,34 +79,11 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
             &format!("perform these actions on stack `{}`", plan.stack_name),
         )?;
     }
-
-    let holder = Holder::current();
-    let (_lock, mut journal, entries) =
-        crate::backend::lock_and_open(backend.as_ref(), &plan, &args.plan, &holder).await?;
-    let unfinished = entries.iter().any(|e| matches!(e, Entry::Intent { .. }))
-        && !matches!(
-            entries.last(),
-            Some(Entry::Finished {
-                outcome: Outcome::RolledBack
-            })
-        );
-    if unfinished && !args.resume {
-        return Err(CliError::new(format!(
-            "plan `{}` has an unfinished run, recorded in {}",
-            args.plan.display(),
-            journal.location()
-        ))
-        .help(format!(
-            "finish it with `linkplan apply --resume {0}`, or undo it with `linkplan rollback {0}`",
-            args.plan.display()
-        )));
-    }
-    if unfinished {
+    if resuming {
         // The earlier run changed the live state, so the plan's snapshot no longer matches.
         // The journal records what was done, and each unfinished step runs again with its token.
         eprintln!("Resuming the run recorded in {}", journal.location());
     } else {
-        check_current(&args.plan, &plan, provider.as_ref()).await?;
         eprintln!("Journal: {}", journal.location());
     }
     journal
@@ -101,13 +97,13 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
 
     let (cancel_sender, cancel) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if crate::signals::interrupted().await.is_ok() {
             eprintln!(
-                "\nInterrupted: finishing the steps in flight, then rolling back. Press Ctrl-C again to exit at once."
+                "\nInterrupted: finishing the steps in flight, then rolling back. Interrupt again to exit at once."
             );
             let _ = cancel_sender.send(true);
         }
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if crate::signals::interrupted().await.is_ok() {
             eprintln!(
                 "Exiting at once; the journal is kept for `linkplan apply --resume` or `linkplan rollback`."
             );
@@ -123,11 +119,19 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
     let observer = Arc::new(LinePrinter::new(palette.clone()));
     let executor = Executor::new(Arc::clone(&provider), observer, options, cancel);
     let report = executor.apply(&plan, journal.as_mut()).await.map_err(|e| {
-        CliError::new(e.to_string()).help(format!(
-            "the run stopped before its next call; once the journal can be written again, finish \
-             it with `linkplan apply --resume {0}` or undo it with `linkplan rollback {0}`",
-            args.plan.display()
-        ))
+        let help = match e {
+            ApplyError::RollbackUnfinished => format!(
+                "finish the rollback with `linkplan rollback {}`",
+                args.plan.display()
+            ),
+            _ => format!(
+                "the run stopped before its next call; once the journal can be written again, \
+                 finish it with `linkplan apply --resume {0}` or undo it with `linkplan rollback \
+                 {0}`",
+                args.plan.display()
+            ),
+        };
+        CliError::new(e.to_string()).help(help)
     })?;
 
     print_report(&report, palette);
@@ -142,6 +146,53 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
         }
         Outcome::RolledBack => Ok(exit::ROLLED_BACK),
         Outcome::Failed => Ok(exit::INCOMPLETE),
+    }
+}
+
+/// Checks what the journal of `plan` records of its earlier runs, and returns whether this run
+/// resumes an unfinished one.
+///
+/// # Errors
+/// A rollback of the plan stopped half way, the plan was applied already, or a run is
+/// unfinished and `resume` is off.
+fn check_runs(
+    path: &Path,
+    plan: &Plan,
+    entries: &[Entry],
+    journal: String,
+    resume: bool,
+) -> Result<bool, CliError> {
+    let path = path.display();
+    match RunStatus::of(entries) {
+        RunStatus::RollbackUnfinished => Err(CliError::new(format!(
+            "the rollback of a run of plan `{path}` stopped before its end, as recorded in \
+             {journal}"
+        ))
+        .help(format!(
+            "finish it with `linkplan rollback {path}`; an undo in flight may have taken effect, \
+             so nothing may build on that run"
+        ))),
+        RunStatus::Applied => Err(CliError::new(format!(
+            "plan `{path}` (id {}) was already applied, as recorded in {journal}",
+            plan.id()
+        ))
+        .help("run `linkplan plan` to see what is left to change, and apply the new plan")),
+        RunStatus::Unfinished if !resume => Err(CliError::new(format!(
+            "plan `{path}` has an unfinished run, recorded in {journal}"
+        ))
+        .help(format!(
+            "finish it with `linkplan apply --resume {path}`, or undo it with `linkplan rollback \
+             {path}`"
+        ))),
+        RunStatus::Unfinished => Ok(true),
+        RunStatus::Clear => {
+            if resume {
+                eprintln!(
+                    "Plan `{path}` has no unfinished run to resume: applying it from the start."
+                );
+            }
+            Ok(false)
+        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! `linkplan plan`: reads the live state, checks it, diffs it and writes the plan file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use linkplan_engine::checks;
 use linkplan_engine::config;
+use linkplan_engine::journal::RunStatus;
 use linkplan_engine::observed::hex;
 use linkplan_engine::plan_file::{self, Plan, PlanOrigin};
 use linkplan_engine::planner::{self, Mode};
@@ -79,6 +80,7 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
     })?;
 
     // 5. The plan file.
+    check_overwrite(&out, &plan, global).await?;
     print!("{}", render::plan_text(&plan, palette));
     plan_file::write(&out, &plan).map_err(|e| CliError::new(e.to_string()).help(e.help()))?;
     if plan.summary.has_changes() {
@@ -98,4 +100,48 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
         exit::OK
     };
     Ok(code)
+}
+
+/// Rejects writing `plan` over the plan file at `out` when that file contains another plan
+/// whose run did not finish, because `apply --resume` and `rollback` need that file.
+///
+/// # Errors
+/// The file at `out` has an unfinished run, or its backend cannot be read.
+async fn check_overwrite(out: &Path, plan: &Plan, global: &GlobalArgs) -> Result<(), CliError> {
+    // An absent or unreadable file cannot be resumed or rolled back anyway.
+    let Ok(old) = plan_file::read(out) else {
+        return Ok(());
+    };
+    let old_id = old.id();
+    if old_id == plan.id() {
+        return Ok(());
+    }
+    // A plan made against another endpoint cannot be resumed from here either.
+    let Ok(backend) = crate::backend::for_plan(&old, out, global).await else {
+        return Ok(());
+    };
+    let journal = backend
+        .journal(&old.stack_name, &old_id)
+        .await
+        .map_err(crate::backend::backend_error)?;
+    let entries = journal
+        .entries()
+        .await
+        .map_err(crate::backend::backend_error)?;
+    if matches!(
+        RunStatus::of(&entries),
+        RunStatus::Clear | RunStatus::Applied
+    ) {
+        return Ok(());
+    }
+    let path = out.display();
+    Err(CliError::new(format!(
+        "plan file `{path}` contains plan {old_id}, whose run did not finish (journal {}); writing \
+         the new plan there would lose it",
+        journal.location()
+    ))
+    .help(format!(
+        "finish that run with `linkplan apply --resume {path}` or undo it with `linkplan rollback \
+         {path}`, or write the new plan elsewhere with `--out`"
+    )))
 }

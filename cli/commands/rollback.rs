@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use linkplan_engine::apply::{ApplyOptions, Executor};
-use linkplan_engine::journal::{Entry, Holder};
+use linkplan_engine::journal::{Entry, Holder, RunStatus};
 use linkplan_engine::plan_file;
 
 use crate::args::{GlobalArgs, RollbackArgs};
@@ -27,14 +27,27 @@ pub async fn run(
     let holder = Holder::current();
     let (_lock, mut journal, entries) =
         crate::backend::lock_and_open(backend.as_ref(), &plan, &args.plan, &holder).await?;
-    if !entries.iter().any(|e| matches!(e, Entry::Intent { .. })) {
+    if RunStatus::of(&entries) == RunStatus::Clear {
+        let reason = if entries.iter().any(|e| matches!(e, Entry::Intent { .. })) {
+            "its last run was rolled back already"
+        } else {
+            "its journal records no step"
+        };
         println!(
-            "Plan `{}` has no run to roll back: its journal {} records no step.",
+            "Plan `{}` has no run to roll back: {reason} ({}).",
             args.plan.display(),
             journal.location()
         );
         return Ok(exit::OK);
     }
+    crate::backend::check_not_superseded(
+        backend.as_ref(),
+        &plan,
+        &args.plan,
+        "rolling it back",
+        true,
+    )
+    .await?;
     if !args.auto_approve {
         super::apply::confirm_action(
             "rollback",
@@ -58,6 +71,20 @@ pub async fn run(
         .await
         .map_err(backend_error)?;
 
+    // A rollback stopped half way leaves steps in an unknown state, so the first interrupt
+    // does not stop it.
+    let plan_path = args.plan.display().to_string();
+    tokio::spawn(async move {
+        if crate::signals::interrupted().await.is_ok() {
+            eprintln!(
+                "\nInterrupted: the rollback goes on, since stopping it half way leaves steps in an unknown state. Interrupt again to exit at once; `linkplan rollback {plan_path}` then finishes it."
+            );
+        }
+        if crate::signals::interrupted().await.is_ok() {
+            eprintln!("Exiting at once; the journal is kept for `linkplan rollback`.");
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        }
+    });
     let (_cancel_sender, cancel) = tokio::sync::watch::channel(false);
     let options = ApplyOptions {
         wait_timeout: Duration::from_secs(args.wait_timeout),
@@ -78,10 +105,11 @@ pub async fn run(
         );
     }
     if report.completed.is_empty() && report.not_rolled_back.is_empty() {
+        let count = report.rolled_back.len();
+        let noun = if count == 1 { "step" } else { "steps" };
         eprintln!(
-            "{} {} steps undone; the stack is as it was before the plan ran.",
+            "{} {count} {noun} undone; the stack is as it was before the plan ran.",
             palette.create.apply_to("Rollback complete!"),
-            report.rolled_back.len()
         );
         Ok(exit::OK)
     } else {

@@ -177,11 +177,20 @@ pub fn run_via(proxy: &FaultProxy, directory: &Path, args: &[&str]) -> Run {
 
 /// Sends SIGINT to process `pid`, as Ctrl-C in its terminal would.
 pub fn interrupt(pid: u32) {
+    signal(pid, "INT");
+}
+
+/// Sends SIGTERM to process `pid`, as `timeout`, systemd or a CI runner's cancel would.
+pub fn terminate(pid: u32) {
+    signal(pid, "TERM");
+}
+
+fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
+        .args([&format!("-{name}"), &pid.to_string()])
         .status()
         .expect("kill runs");
-    assert!(status.success(), "kill -INT {pid} failed");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }
 
 /// Waits up to 60 s until `proxy` has stalled a request after forwarding it.
