@@ -5,7 +5,7 @@
 //! (rules, routes, records, associations), and emits a step only where they differ. Values of
 //! objects created in the same apply are [`Value::Output`] references, resolved by the executor.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ipnet::IpNet;
 
@@ -58,6 +58,7 @@ pub fn plan(stack: &Stack, observed: &Observed, mode: Mode) -> Result<Planned, D
         index: index::Index::new(stack, observed),
         planned: Planned::default(),
         errors: Diagnostics::default(),
+        claimed: HashMap::new(),
     };
     planner.objects_of_other_hub();
     if !planner.errors.has_errors() {
@@ -150,6 +151,16 @@ struct Planner<'a> {
     index: index::Index<'a>,
     planned: Planned,
     errors: Diagnostics,
+    /// Addresses given out by [`Planner::claim`], each with the id of its object.
+    claimed: HashMap<Address, String>,
+}
+
+/// The step address [`Planner::claim`] gives a live object.
+struct Claim {
+    address: Address,
+    /// The id of the object that got the plain address first, when this object got the
+    /// address followed by its own id.
+    first: Option<String>,
 }
 
 /// An object's id when it exists and is kept, or a reference to the step that creates it.
@@ -252,6 +263,56 @@ impl<'a> Planner<'a> {
 
     fn has_address(&self, tags: &resource::Tags, address: &Address) -> bool {
         self.owned_by_stack(tags) && tags.get(TAG_ADDRESS).is_some_and(|a| a == address.as_str())
+    }
+
+    /// Returns a unique step address for live object `id`, whose tags or kind give it
+    /// `address`. Several objects can carry one address tag, as when a resumed apply created
+    /// an endpoint again on moto 5.2.5, which ignores the `ClientToken` of CreateVpcEndpoint.
+    /// The first object to claim the address keeps it, and each other one gets the address
+    /// followed by its own id, such as `endpoint.agents.vpce-0abc`.
+    ///
+    /// Records an error and returns `None` when that address is taken too, which only address
+    /// tags edited by hand can cause.
+    fn claim(&mut self, address: &Address, id: &str) -> Option<Claim> {
+        let Some(first) = self.claimed.get(address).cloned() else {
+            self.claimed.insert(address.clone(), id.to_string());
+            return Some(Claim {
+                address: address.clone(),
+                first: None,
+            });
+        };
+        let suffixed = Address(format!("{address}.{id}"));
+        if let Some(other) = self.claimed.get(&suffixed) {
+            self.error(
+                Diagnostic::error(format!(
+                    "no unique step address for `{id}`: `{address}` is taken by `{first}`, and `{suffixed}` by `{other}`"
+                ))
+                .with_help(format!(
+                    "correct the `{TAG_ADDRESS}` tag of one of these objects, or delete `{id}` by hand, then plan again"
+                )),
+            );
+            return None;
+        }
+        self.claimed.insert(suffixed.clone(), id.to_string());
+        Some(Claim {
+            address: suffixed,
+            first: Some(first),
+        })
+    }
+
+    /// Returns the private zones tagged as the stack's `zone`, whatever their name, sorted by
+    /// id. There can be more than one, such as after an apply with a changed `zone.name`,
+    /// which creates a zone of the new name and leaves the old one.
+    fn stack_zones(&self) -> Vec<&'a HostedZoneState> {
+        let observed = self.observed;
+        let zone_address = addresses::zone();
+        let mut zones: Vec<&'a HostedZoneState> = observed
+            .hosted_zones
+            .iter()
+            .filter(|z| z.private && self.has_address(&z.tags, &zone_address))
+            .collect();
+        zones.sort_by(|a, b| a.zone_id.cmp(&b.zone_id));
+        zones
     }
 
     /// Rejects a stack whose tagged objects belong to another hub VPC, as when a stack name is
@@ -1490,7 +1551,8 @@ impl<'a> Planner<'a> {
     }
 
     /// Plans the removal of what joins the hub to a spoke that left the config: the routes
-    /// over its peering in the hub's route tables, and the zone's association with its VPC.
+    /// over its peering in the hub's route tables, and the associations of the stack's zones
+    /// with its VPC.
     /// Returns their addresses, for the peering's deletion to wait for.
     ///
     /// NOTE: the spoke's own route tables are known only from its config, so routes back to
@@ -1509,54 +1571,42 @@ impl<'a> Planner<'a> {
             for route in self.index.routes_over(table_id, &peering.peering_id) {
                 let address = addresses::route(&spoke, table_id, &route.destination_cidr);
                 addresses_made.push(address.clone());
-                self.push(Step {
+                let mut step = delete_route_step(
+                    self.hub_context(),
                     address,
-                    action: Action::Delete,
-                    context: self.hub_context(),
-                    id: Some(table_id.clone()),
-                    reason: Some(format!("spoke `{spoke}` is no longer in the config")),
-                    depends_on: Vec::new(),
-                    before: Some(Resource::Route(Route {
-                        route_table_id: table_id.clone(),
-                        destination_cidr: route.destination_cidr.clone(),
-                        peering_id: Value::known(&peering.peering_id),
-                    })),
-                    after: None,
-                });
+                    table_id,
+                    &route.destination_cidr,
+                    &peering.peering_id,
+                );
+                step.reason = Some(format!("spoke `{spoke}` is no longer in the config"));
+                self.push(step);
             }
         }
-        let zone_address = addresses::zone();
-        let observed = self.observed;
-        let zone = observed
-            .hosted_zones
-            .iter()
-            .find(|z| z.private && self.has_address(&z.tags, &zone_address));
-        if let Some(zone) = zone {
-            let vpc_id = &peering.accepter_vpc_id;
-            if let Some(region) = self.index.zone_vpc_region(&zone.zone_id, vpc_id) {
-                let address = addresses::zone_association(&spoke);
-                addresses_made.push(address.clone());
-                // The zone's account may disassociate any VPC from it, so the hub's
-                // credentials do, with the VPC's region.
-                let context = Context {
-                    region: region.to_string(),
-                    credentials: self.stack.hub.credentials.clone(),
-                };
-                self.push(Step {
-                    address,
-                    action: Action::Delete,
-                    context,
-                    id: Some(zone.zone_id.clone()),
-                    reason: Some(format!("spoke `{spoke}` is no longer in the config")),
-                    depends_on: Vec::new(),
-                    before: Some(Resource::ZoneAssociation(ZoneAssociation {
-                        zone_id: Value::known(&zone.zone_id),
-                        vpc_id: vpc_id.clone(),
-                        vpc_region: region.to_string(),
-                    })),
-                    after: None,
-                });
+        let vpc_id = &peering.accepter_vpc_id;
+        for zone in self.stack_zones() {
+            let Some(region) = self.index.zone_vpc_region(&zone.zone_id, vpc_id) else {
+                continue;
+            };
+            // Another peering with the VPC, such as a second one with the same address tag,
+            // may have planned this disassociation already.
+            if let Some(planned) = self.planned_disassociation(&zone.zone_id, vpc_id) {
+                addresses_made.push(planned);
+                continue;
             }
+            let Some(claim) = self.claim(&addresses::zone_association(&spoke), &zone.zone_id)
+            else {
+                continue;
+            };
+            addresses_made.push(claim.address.clone());
+            // The zone's account may disassociate any VPC from it, so the hub's credentials
+            // do, with the VPC's region.
+            let context = Context {
+                region: region.to_string(),
+                credentials: self.stack.hub.credentials.clone(),
+            };
+            let mut step = delete_association_step(context, claim.address, zone, vpc_id, region);
+            step.reason = Some(format!("spoke `{spoke}` is no longer in the config"));
+            self.push(step);
         }
         self.planned.warnings.push(
             Diagnostic::warning(format!(
@@ -1566,6 +1616,24 @@ impl<'a> Planner<'a> {
             .with_help("delete them by hand once the peering is gone: they point at nothing"),
         );
         addresses_made
+    }
+
+    /// Returns the address of the step of this plan that disassociates `vpc_id` from zone
+    /// `zone_id`, if there is one.
+    fn planned_disassociation(&self, zone_id: &str, vpc_id: &str) -> Option<Address> {
+        self.planned
+            .steps
+            .iter()
+            .find_map(|step| match &step.before {
+                Some(Resource::ZoneAssociation(association))
+                    if step.action == Action::Delete
+                        && association.zone_id.as_known() == Some(zone_id)
+                        && association.vpc_id == vpc_id =>
+                {
+                    Some(step.address.clone())
+                }
+                _ => None,
+            })
     }
 }
 
@@ -1614,6 +1682,55 @@ fn delete_endpoint_step(
                 .collect(),
             private_dns_enabled: endpoint.private_dns_enabled.unwrap_or(false),
             tags: endpoint.tags.clone(),
+        })),
+        after: None,
+    }
+}
+
+/// Returns the step that deletes the route to `destination_cidr` over `peering_id` from route
+/// table `table_id`.
+fn delete_route_step(
+    context: Context,
+    address: Address,
+    table_id: &str,
+    destination_cidr: &str,
+    peering_id: &str,
+) -> Step {
+    Step {
+        address,
+        action: Action::Delete,
+        context,
+        id: Some(table_id.to_string()),
+        reason: None,
+        depends_on: Vec::new(),
+        before: Some(Resource::Route(Route {
+            route_table_id: table_id.to_string(),
+            destination_cidr: destination_cidr.to_string(),
+            peering_id: Value::known(peering_id),
+        })),
+        after: None,
+    }
+}
+
+/// Returns the step that disassociates VPC `vpc_id`, in `vpc_region`, from `zone`.
+fn delete_association_step(
+    context: Context,
+    address: Address,
+    zone: &HostedZoneState,
+    vpc_id: &str,
+    vpc_region: &str,
+) -> Step {
+    Step {
+        address,
+        action: Action::Delete,
+        context,
+        id: Some(zone.zone_id.clone()),
+        reason: None,
+        depends_on: Vec::new(),
+        before: Some(Resource::ZoneAssociation(ZoneAssociation {
+            zone_id: Value::known(&zone.zone_id),
+            vpc_id: vpc_id.to_string(),
+            vpc_region: vpc_region.to_string(),
         })),
         after: None,
     }
