@@ -870,19 +870,25 @@ impl<'a> Planner<'a> {
             .iter()
             .map(|s| addresses::endpoint(&s.host))
             .collect();
-        for endpoint in &self.observed.endpoints {
-            if endpoint.is_gone() {
-                continue;
-            }
-            let Some(address) = self.stack_address(&endpoint.tags) else {
+        let observed = self.observed;
+        let mut orphans: Vec<(Address, &EndpointState)> = observed
+            .endpoints
+            .iter()
+            .filter(|e| !e.is_gone())
+            .filter_map(|e| self.stack_address(&e.tags).map(|address| (address, e)))
+            .filter(|(address, _)| {
+                !wanted.contains(address) && address.as_str().starts_with("endpoint.")
+            })
+            .collect();
+        // In id order, so that the first of several endpoints with one address tag keeps it.
+        orphans.sort_by(|a, b| a.1.endpoint_id.cmp(&b.1.endpoint_id));
+        for (address, endpoint) in orphans {
+            let Some(claim) = self.claim(&address, &endpoint.endpoint_id) else {
                 continue;
             };
-            if wanted.contains(&address) || !address.as_str().starts_with("endpoint.") {
-                continue;
-            }
             self.push(delete_endpoint_step(
                 self.hub_context(),
-                &address,
+                &claim.address,
                 endpoint,
                 "its service is no longer in the config",
             ));
@@ -1528,20 +1534,24 @@ impl<'a> Planner<'a> {
             .iter()
             .map(|s| addresses::peering(&s.name))
             .collect();
-        for peering in &self.observed.peerings {
-            if peering.is_dead() {
-                continue;
-            }
-            let Some(address) = self.stack_address(&peering.tags) else {
+        let observed = self.observed;
+        let mut orphans: Vec<(Address, &PeeringState)> = observed
+            .peerings
+            .iter()
+            .filter(|p| !p.is_dead())
+            .filter_map(|p| self.stack_address(&p.tags).map(|address| (address, p)))
+            .filter(|(address, _)| !wanted.contains(address))
+            .collect();
+        // In id order, so that the first of several peerings with one address tag keeps it.
+        orphans.sort_by(|a, b| a.1.peering_id.cmp(&b.1.peering_id));
+        for (address, peering) in orphans {
+            let Some(claim) = self.claim(&address, &peering.peering_id) else {
                 continue;
             };
-            if wanted.contains(&address) {
-                continue;
-            }
             let dependents = self.orphan_spoke_cleanup(&address, peering);
             let mut step = delete_peering_step(
                 self.hub_context(),
-                &address,
+                &claim.address,
                 peering,
                 "its spoke is no longer in the config",
             );

@@ -56,12 +56,17 @@ fn two_services(hub: &str) -> Stack {
     support::stack_from(&TWO_SERVICES.replace("{hub}", hub))
 }
 
-/// Returns the one-service stack with a spoke in eu-west-1 and a hub route table.
-fn with_spoke(spoke: &str) -> Stack {
-    let hub = support::ONE_SERVICE_CONFIG.replace(
+/// Returns the one-service config with hub route table `rtb-0000000a`.
+fn hub_with_route_table() -> String {
+    support::ONE_SERVICE_CONFIG.replace(
         "subnet_ids = [",
         "route_table_ids = [\"rtb-0000000a\"]\nsubnet_ids = [",
-    );
+    )
+}
+
+/// Returns the one-service stack with a spoke in eu-west-1 and a hub route table.
+fn with_spoke(spoke: &str) -> Stack {
+    let hub = hub_with_route_table();
     support::stack_from(&format!("{hub}{}", SPOKE.replace("{spoke}", spoke)))
 }
 
@@ -1996,5 +2001,69 @@ fn destroy_address_clash_is_error() {
         [
             "no unique step address for `vpce-00000009`: `endpoint.agents` is taken by `vpce-00000001`, and `endpoint.agents.vpce-00000009` by `vpce-00000002`"
         ]
+    );
+}
+
+#[test]
+fn removed_service_duplicates_are_deleted() {
+    let stack = support::stack_from(support::ONE_SERVICE_CONFIG);
+    let mut observed = converged(&stack);
+    // Two endpoints of a service since removed from the config, with one address tag.
+    for id in ["vpce-00000007", "vpce-00000005"] {
+        let mut orphan = support::live_endpoint(&stack, "agents", id, &[GROUP_ID]);
+        orphan.tags = support::stack_tags("web", "endpoint.old");
+        observed.endpoints.push(orphan);
+    }
+
+    let planned = plan(&stack, &observed);
+    let steps = support::order_steps(&planned.steps);
+    assert_eq!(
+        sorted_strings(&addresses(&steps)),
+        ["endpoint.old", "endpoint.old.vpce-00000007"],
+        "both endpoints are deleted"
+    );
+    assert_eq!(
+        step(&steps, "endpoint.old").id.as_deref(),
+        Some("vpce-00000005"),
+        "the lowest id keeps the address"
+    );
+}
+
+#[test]
+fn removed_spoke_duplicate_peerings_are_deleted() {
+    let (_, mut observed) = converged_with_spoke();
+    let stack = support::stack_from(&hub_with_route_table());
+    let tags = support::stack_tags("web", "peering.eu");
+    observed.peerings.push(support::peering(
+        "pcx-00000002",
+        "eu-west-1",
+        "active",
+        tags,
+    ));
+
+    let planned = plan(&stack, &observed);
+    let steps = support::order_steps(&planned.steps);
+    let order = addresses(&steps);
+    assert_eq!(
+        sorted_strings(&order),
+        [
+            "ingress.10.9.0.0/16",
+            "peering.eu",
+            "peering.eu.pcx-00000002",
+            "route.eu.rtb-0000000a.10.9.0.0/16",
+            "zone_association.eu",
+        ],
+        "both peerings are deleted, and the spoke VPC is disassociated once"
+    );
+    assert_eq!(
+        step(&steps, "peering.eu.pcx-00000002").id.as_deref(),
+        Some("pcx-00000002")
+    );
+    assert_runs_before(
+        &order,
+        &[
+            ("zone_association.eu", "peering.eu"),
+            ("zone_association.eu", "peering.eu.pcx-00000002"),
+        ],
     );
 }
