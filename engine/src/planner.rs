@@ -252,6 +252,14 @@ impl<'a> Planner<'a> {
         tags.get(TAG_STACK).is_some_and(|s| *s == self.stack.name)
     }
 
+    /// Returns the stack named in the `linkplan:stack` tag of `tags` when it is another
+    /// stack than this one.
+    fn other_stack<'t>(&self, tags: &'t resource::Tags) -> Option<&'t str> {
+        tags.get(TAG_STACK)
+            .map(String::as_str)
+            .filter(|name| *name != self.stack.name)
+    }
+
     /// Returns the address an object of this stack carries in its tags, or `None` for an
     /// object of another stack or of no stack.
     fn stack_address(&self, tags: &resource::Tags) -> Option<Address> {
@@ -941,6 +949,23 @@ impl<'a> Planner<'a> {
                 );
                 return None;
             };
+            // Adopting re-tags the zone, so the other stack would lose it, and a destroy of
+            // this stack would delete it.
+            if let Some(other) = self.other_stack(&zone.tags) {
+                self.error(
+                    Diagnostic::error(format!(
+                        "zone `{adopt}` named in `zone.adopt` belongs to linkplan stack `{other}`"
+                    ))
+                    .with_detail(format!(
+                        "adopting it would tag it as stack `{}`, whose `plan --destroy` deletes it",
+                        self.stack.name
+                    ))
+                    .with_help(format!(
+                        "destroy stack `{other}` first, or, if that stack is no longer used, remove the zone's `{TAG_STACK}` and `{TAG_ADDRESS}` tags; then plan again"
+                    )),
+                );
+                return None;
+            }
             if !zone.vpcs.iter().any(|(vpc, _)| vpc == hub_vpc) {
                 self.error(
                     Diagnostic::error(format!("zone `{adopt}` named in `zone.adopt` is not associated with the hub VPC `{hub_vpc}`"))
@@ -981,13 +1006,22 @@ impl<'a> Planner<'a> {
             .copied()
             .find(|z| z.vpcs.iter().any(|(vpc, _)| vpc == hub_vpc))
         {
-            self.error(
-                Diagnostic::error(format!(
+            let diagnostic = match self.other_stack(&zone.tags) {
+                Some(other) => Diagnostic::error(format!(
+                    "private zone `{}` named {zone_name} is already associated with the hub VPC `{hub_vpc}` and belongs to linkplan stack `{other}`",
+                    zone.zone_id
+                ))
+                .with_detail("Route 53 allows one private zone of a name per VPC, and a zone of another stack cannot be adopted")
+                .with_help(format!(
+                    "remove the VPC from stack `{other}`, or destroy that stack, then plan again"
+                )),
+                None => Diagnostic::error(format!(
                     "private zone `{}` named {zone_name} is already associated with the hub VPC `{hub_vpc}` and is not owned by stack `{}`",
                     zone.zone_id, self.stack.name
                 ))
                 .with_help(format!("to let linkplan manage it, set `adopt = \"{}\"` under [zone]", zone.zone_id)),
-            );
+            };
+            self.error(diagnostic);
             return None;
         }
 

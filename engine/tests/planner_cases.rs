@@ -991,6 +991,63 @@ fn adopted_zone_plans_adopt_step() {
     );
 }
 
+/// Returns the empty hub with zone `ZEXIST1` on the hub VPC, tagged as the zone of linkplan
+/// stack `other-stack`.
+fn with_other_stacks_zone(stack: &Stack) -> Observed {
+    let mut observed = with_foreign_zone(stack, HUB_VPC, true);
+    observed.hosted_zones[0].tags = support::stack_tags("other-stack", "zone");
+    observed
+}
+
+#[test]
+fn adopting_other_stacks_zone_is_error() {
+    let text = format!(
+        "{}\n[zone]\nadopt = \"ZEXIST1\"\n",
+        support::ONE_SERVICE_CONFIG
+    );
+    let stack = support::stack_from(&text);
+    let errors = plan_errors(&stack, &with_other_stacks_zone(&stack));
+
+    assert_eq!(
+        error_summaries(&errors),
+        ["zone `ZEXIST1` named in `zone.adopt` belongs to linkplan stack `other-stack`"],
+        "the error names the zone and the stack that owns it"
+    );
+    assert_eq!(
+        errors.0[0].detail.as_deref(),
+        Some("adopting it would tag it as stack `web`, whose `plan --destroy` deletes it"),
+        "the detail says what adopting would do"
+    );
+    assert_eq!(
+        errors.0[0].help.as_deref(),
+        Some(
+            "destroy stack `other-stack` first, or, if that stack is no longer used, remove the \
+             zone's `linkplan:stack` and `linkplan:address` tags; then plan again"
+        ),
+        "the help says how to free the zone"
+    );
+}
+
+#[test]
+fn other_stacks_zone_on_hub_is_error() {
+    let stack = support::stack_from(support::ONE_SERVICE_CONFIG);
+    let errors = plan_errors(&stack, &with_other_stacks_zone(&stack));
+
+    assert_eq!(
+        error_summaries(&errors),
+        [format!(
+            "private zone `ZEXIST1` named {ZONE_NAME} is already associated with the hub VPC \
+             `{HUB_VPC}` and belongs to linkplan stack `other-stack`"
+        )],
+        "the error names the stack that owns the zone"
+    );
+    assert_eq!(
+        errors.0[0].help.as_deref(),
+        Some("remove the VPC from stack `other-stack`, or destroy that stack, then plan again"),
+        "the help does not suggest adopting another stack's zone"
+    );
+}
+
 #[test]
 fn unrelated_same_name_zones_are_ignored() {
     let stack = support::stack_from(support::ONE_SERVICE_CONFIG);
