@@ -5,7 +5,7 @@
 //! (rules, routes, records, associations), and emits a step only where they differ. Values of
 //! objects created in the same apply are [`Value::Output`] references, resolved by the executor.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ipnet::IpNet;
 
@@ -23,6 +23,7 @@ use crate::saas::WORKLOAD_SECURITY;
 use crate::stack::{Context, Spoke, Stack, SubnetPolicy};
 use crate::step::{Action, Drift, Step};
 
+mod destroy;
 mod index;
 
 /// Whether a plan converges the stack on its config or removes it.
@@ -57,6 +58,7 @@ pub fn plan(stack: &Stack, observed: &Observed, mode: Mode) -> Result<Planned, D
         index: index::Index::new(stack, observed),
         planned: Planned::default(),
         errors: Diagnostics::default(),
+        claimed: HashMap::new(),
     };
     planner.objects_of_other_hub();
     if !planner.errors.has_errors() {
@@ -149,6 +151,16 @@ struct Planner<'a> {
     index: index::Index<'a>,
     planned: Planned,
     errors: Diagnostics,
+    /// Addresses given out by [`Planner::claim`], each with the id of its object.
+    claimed: HashMap<Address, String>,
+}
+
+/// The step address [`Planner::claim`] gives a live object.
+struct Claim {
+    address: Address,
+    /// The id of the object that got the plain address first, when this object got the
+    /// address followed by its own id.
+    first: Option<String>,
 }
 
 /// An object's id when it exists and is kept, or a reference to the step that creates it.
@@ -240,6 +252,14 @@ impl<'a> Planner<'a> {
         tags.get(TAG_STACK).is_some_and(|s| *s == self.stack.name)
     }
 
+    /// Returns the stack named in the `linkplan:stack` tag of `tags` when it is another
+    /// stack than this one.
+    fn other_stack<'t>(&self, tags: &'t resource::Tags) -> Option<&'t str> {
+        tags.get(TAG_STACK)
+            .map(String::as_str)
+            .filter(|name| *name != self.stack.name)
+    }
+
     /// Returns the address an object of this stack carries in its tags, or `None` for an
     /// object of another stack or of no stack.
     fn stack_address(&self, tags: &resource::Tags) -> Option<Address> {
@@ -251,6 +271,56 @@ impl<'a> Planner<'a> {
 
     fn has_address(&self, tags: &resource::Tags, address: &Address) -> bool {
         self.owned_by_stack(tags) && tags.get(TAG_ADDRESS).is_some_and(|a| a == address.as_str())
+    }
+
+    /// Returns a unique step address for live object `id`, whose tags or kind give it
+    /// `address`. Several objects can carry one address tag, as when a resumed apply created
+    /// an endpoint again on moto 5.2.5, which ignores the `ClientToken` of CreateVpcEndpoint.
+    /// The first object to claim the address keeps it, and each other one gets the address
+    /// followed by its own id, such as `endpoint.agents.vpce-0abc`.
+    ///
+    /// Records an error and returns `None` when that address is taken too, which only address
+    /// tags edited by hand can cause.
+    fn claim(&mut self, address: &Address, id: &str) -> Option<Claim> {
+        let Some(first) = self.claimed.get(address).cloned() else {
+            self.claimed.insert(address.clone(), id.to_string());
+            return Some(Claim {
+                address: address.clone(),
+                first: None,
+            });
+        };
+        let suffixed = Address(format!("{address}.{id}"));
+        if let Some(other) = self.claimed.get(&suffixed) {
+            self.error(
+                Diagnostic::error(format!(
+                    "no unique step address for `{id}`: `{address}` is taken by `{first}`, and `{suffixed}` by `{other}`"
+                ))
+                .with_help(format!(
+                    "correct the `{TAG_ADDRESS}` tag of one of these objects, or delete `{id}` by hand, then plan again"
+                )),
+            );
+            return None;
+        }
+        self.claimed.insert(suffixed.clone(), id.to_string());
+        Some(Claim {
+            address: suffixed,
+            first: Some(first),
+        })
+    }
+
+    /// Returns the private zones tagged as the stack's `zone`, whatever their name, sorted by
+    /// id. There can be more than one, such as after an apply with a changed `zone.name`,
+    /// which creates a zone of the new name and leaves the old one.
+    fn stack_zones(&self) -> Vec<&'a HostedZoneState> {
+        let observed = self.observed;
+        let zone_address = addresses::zone();
+        let mut zones: Vec<&'a HostedZoneState> = observed
+            .hosted_zones
+            .iter()
+            .filter(|z| z.private && self.has_address(&z.tags, &zone_address))
+            .collect();
+        zones.sort_by(|a, b| a.zone_id.cmp(&b.zone_id));
+        zones
     }
 
     /// Rejects a stack whose tagged objects belong to another hub VPC, as when a stack name is
@@ -808,19 +878,25 @@ impl<'a> Planner<'a> {
             .iter()
             .map(|s| addresses::endpoint(&s.host))
             .collect();
-        for endpoint in &self.observed.endpoints {
-            if endpoint.is_gone() {
-                continue;
-            }
-            let Some(address) = self.stack_address(&endpoint.tags) else {
+        let observed = self.observed;
+        let mut orphans: Vec<(Address, &EndpointState)> = observed
+            .endpoints
+            .iter()
+            .filter(|e| !e.is_gone())
+            .filter_map(|e| self.stack_address(&e.tags).map(|address| (address, e)))
+            .filter(|(address, _)| {
+                !wanted.contains(address) && address.as_str().starts_with("endpoint.")
+            })
+            .collect();
+        // In id order, so that the first of several endpoints with one address tag keeps it.
+        orphans.sort_by(|a, b| a.1.endpoint_id.cmp(&b.1.endpoint_id));
+        for (address, endpoint) in orphans {
+            let Some(claim) = self.claim(&address, &endpoint.endpoint_id) else {
                 continue;
             };
-            if wanted.contains(&address) || !address.as_str().starts_with("endpoint.") {
-                continue;
-            }
             self.push(delete_endpoint_step(
                 self.hub_context(),
-                &address,
+                &claim.address,
                 endpoint,
                 "its service is no longer in the config",
             ));
@@ -873,6 +949,23 @@ impl<'a> Planner<'a> {
                 );
                 return None;
             };
+            // Adopting re-tags the zone, so the other stack would lose it, and a destroy of
+            // this stack would delete it.
+            if let Some(other) = self.other_stack(&zone.tags) {
+                self.error(
+                    Diagnostic::error(format!(
+                        "zone `{adopt}` named in `zone.adopt` belongs to linkplan stack `{other}`"
+                    ))
+                    .with_detail(format!(
+                        "adopting it would tag it as stack `{}`, whose `plan --destroy` deletes it",
+                        self.stack.name
+                    ))
+                    .with_help(format!(
+                        "destroy stack `{other}` first, or, if that stack is no longer used, remove the zone's `{TAG_STACK}` and `{TAG_ADDRESS}` tags; then plan again"
+                    )),
+                );
+                return None;
+            }
             if !zone.vpcs.iter().any(|(vpc, _)| vpc == hub_vpc) {
                 self.error(
                     Diagnostic::error(format!("zone `{adopt}` named in `zone.adopt` is not associated with the hub VPC `{hub_vpc}`"))
@@ -913,13 +1006,22 @@ impl<'a> Planner<'a> {
             .copied()
             .find(|z| z.vpcs.iter().any(|(vpc, _)| vpc == hub_vpc))
         {
-            self.error(
-                Diagnostic::error(format!(
+            let diagnostic = match self.other_stack(&zone.tags) {
+                Some(other) => Diagnostic::error(format!(
+                    "private zone `{}` named {zone_name} is already associated with the hub VPC `{hub_vpc}` and belongs to linkplan stack `{other}`",
+                    zone.zone_id
+                ))
+                .with_detail("Route 53 allows one private zone of a name per VPC, and a zone of another stack cannot be adopted")
+                .with_help(format!(
+                    "remove the VPC from stack `{other}`, or destroy that stack, then plan again"
+                )),
+                None => Diagnostic::error(format!(
                     "private zone `{}` named {zone_name} is already associated with the hub VPC `{hub_vpc}` and is not owned by stack `{}`",
                     zone.zone_id, self.stack.name
                 ))
                 .with_help(format!("to let linkplan manage it, set `adopt = \"{}\"` under [zone]", zone.zone_id)),
-            );
+            };
+            self.error(diagnostic);
             return None;
         }
 
@@ -1466,20 +1568,24 @@ impl<'a> Planner<'a> {
             .iter()
             .map(|s| addresses::peering(&s.name))
             .collect();
-        for peering in &self.observed.peerings {
-            if peering.is_dead() {
-                continue;
-            }
-            let Some(address) = self.stack_address(&peering.tags) else {
+        let observed = self.observed;
+        let mut orphans: Vec<(Address, &PeeringState)> = observed
+            .peerings
+            .iter()
+            .filter(|p| !p.is_dead())
+            .filter_map(|p| self.stack_address(&p.tags).map(|address| (address, p)))
+            .filter(|(address, _)| !wanted.contains(address))
+            .collect();
+        // In id order, so that the first of several peerings with one address tag keeps it.
+        orphans.sort_by(|a, b| a.1.peering_id.cmp(&b.1.peering_id));
+        for (address, peering) in orphans {
+            let Some(claim) = self.claim(&address, &peering.peering_id) else {
                 continue;
             };
-            if wanted.contains(&address) {
-                continue;
-            }
             let dependents = self.orphan_spoke_cleanup(&address, peering);
             let mut step = delete_peering_step(
                 self.hub_context(),
-                &address,
+                &claim.address,
                 peering,
                 "its spoke is no longer in the config",
             );
@@ -1489,7 +1595,8 @@ impl<'a> Planner<'a> {
     }
 
     /// Plans the removal of what joins the hub to a spoke that left the config: the routes
-    /// over its peering in the hub's route tables, and the zone's association with its VPC.
+    /// over its peering in the hub's route tables, and the associations of the stack's zones
+    /// with its VPC.
     /// Returns their addresses, for the peering's deletion to wait for.
     ///
     /// NOTE: the spoke's own route tables are known only from its config, so routes back to
@@ -1508,54 +1615,42 @@ impl<'a> Planner<'a> {
             for route in self.index.routes_over(table_id, &peering.peering_id) {
                 let address = addresses::route(&spoke, table_id, &route.destination_cidr);
                 addresses_made.push(address.clone());
-                self.push(Step {
+                let mut step = delete_route_step(
+                    self.hub_context(),
                     address,
-                    action: Action::Delete,
-                    context: self.hub_context(),
-                    id: Some(table_id.clone()),
-                    reason: Some(format!("spoke `{spoke}` is no longer in the config")),
-                    depends_on: Vec::new(),
-                    before: Some(Resource::Route(Route {
-                        route_table_id: table_id.clone(),
-                        destination_cidr: route.destination_cidr.clone(),
-                        peering_id: Value::known(&peering.peering_id),
-                    })),
-                    after: None,
-                });
+                    table_id,
+                    &route.destination_cidr,
+                    &peering.peering_id,
+                );
+                step.reason = Some(format!("spoke `{spoke}` is no longer in the config"));
+                self.push(step);
             }
         }
-        let zone_address = addresses::zone();
-        let observed = self.observed;
-        let zone = observed
-            .hosted_zones
-            .iter()
-            .find(|z| z.private && self.has_address(&z.tags, &zone_address));
-        if let Some(zone) = zone {
-            let vpc_id = &peering.accepter_vpc_id;
-            if let Some(region) = self.index.zone_vpc_region(&zone.zone_id, vpc_id) {
-                let address = addresses::zone_association(&spoke);
-                addresses_made.push(address.clone());
-                // The zone's account may disassociate any VPC from it, so the hub's
-                // credentials do, with the VPC's region.
-                let context = Context {
-                    region: region.to_string(),
-                    credentials: self.stack.hub.credentials.clone(),
-                };
-                self.push(Step {
-                    address,
-                    action: Action::Delete,
-                    context,
-                    id: Some(zone.zone_id.clone()),
-                    reason: Some(format!("spoke `{spoke}` is no longer in the config")),
-                    depends_on: Vec::new(),
-                    before: Some(Resource::ZoneAssociation(ZoneAssociation {
-                        zone_id: Value::known(&zone.zone_id),
-                        vpc_id: vpc_id.clone(),
-                        vpc_region: region.to_string(),
-                    })),
-                    after: None,
-                });
+        let vpc_id = &peering.accepter_vpc_id;
+        for zone in self.stack_zones() {
+            let Some(region) = self.index.zone_vpc_region(&zone.zone_id, vpc_id) else {
+                continue;
+            };
+            // Another peering with the VPC, such as a second one with the same address tag,
+            // may have planned this disassociation already.
+            if let Some(planned) = self.planned_disassociation(&zone.zone_id, vpc_id) {
+                addresses_made.push(planned);
+                continue;
             }
+            let Some(claim) = self.claim(&addresses::zone_association(&spoke), &zone.zone_id)
+            else {
+                continue;
+            };
+            addresses_made.push(claim.address.clone());
+            // The zone's account may disassociate any VPC from it, so the hub's credentials
+            // do, with the VPC's region.
+            let context = Context {
+                region: region.to_string(),
+                credentials: self.stack.hub.credentials.clone(),
+            };
+            let mut step = delete_association_step(context, claim.address, zone, vpc_id, region);
+            step.reason = Some(format!("spoke `{spoke}` is no longer in the config"));
+            self.push(step);
         }
         self.planned.warnings.push(
             Diagnostic::warning(format!(
@@ -1567,184 +1662,22 @@ impl<'a> Planner<'a> {
         addresses_made
     }
 
-    /// Plans the removal of everything the stack owns, each object after what depends on it.
-    fn destroy(&mut self) {
-        let hub = self.hub_context();
-        let zone_address = addresses::zone();
-        let zone = self
-            .observed
-            .hosted_zones
+    /// Returns the address of the step of this plan that disassociates `vpc_id` from zone
+    /// `zone_id`, if there is one.
+    fn planned_disassociation(&self, zone_id: &str, vpc_id: &str) -> Option<Address> {
+        self.planned
+            .steps
             .iter()
-            .find(|z| z.private && self.has_address(&z.tags, &zone_address));
-        let mut zone_dependents = Vec::new();
-        let mut endpoint_dependents = Vec::new();
-
-        if let Some(zone) = zone {
-            self.zone_holds_only_ours(zone);
-            let records: Vec<AliasRecord> = self
-                .zone_records(&zone.zone_id)
-                .iter()
-                .filter(|r| r.record_type == "A" && r.set_identifier.is_none())
-                .filter(|r| {
-                    self.stack
-                        .services
-                        .iter()
-                        .any(|s| self.stack.zone.record_name(&s.host) == r.name)
-                })
-                .filter_map(|r| {
-                    r.alias.as_ref().map(|alias| AliasRecord {
-                        name: r.name.clone(),
-                        record_type: "A".to_string(),
-                        target_dns_name: Value::known(&alias.dns_name),
-                        target_zone_id: Value::known(&alias.hosted_zone_id),
-                        evaluate_target_health: alias.evaluate_target_health,
-                    })
-                })
-                .collect();
-            if !records.is_empty() {
-                let address = addresses::records();
-                self.push(Step {
-                    address: address.clone(),
-                    action: Action::Delete,
-                    context: hub.clone(),
-                    id: Some(zone.zone_id.clone()),
-                    reason: None,
-                    depends_on: Vec::new(),
-                    before: Some(Resource::AliasRecords(AliasRecords {
-                        zone_id: Value::known(&zone.zone_id),
-                        records,
-                    })),
-                    after: None,
-                });
-                zone_dependents.push(address.clone());
-                endpoint_dependents.push(address);
-            }
-            for spoke in &self.stack.spokes {
-                let vpc_id = &spoke.vpc_id;
-                let Some(region) = self.index.zone_vpc_region(&zone.zone_id, vpc_id) else {
-                    continue;
-                };
-                let address = addresses::zone_association(&spoke.name);
-                self.push(Step {
-                    address: address.clone(),
-                    action: Action::Delete,
-                    context: self.stack.spoke_context(spoke),
-                    id: Some(zone.zone_id.clone()),
-                    reason: None,
-                    depends_on: Vec::new(),
-                    before: Some(Resource::ZoneAssociation(ZoneAssociation {
-                        zone_id: Value::known(&zone.zone_id),
-                        vpc_id: vpc_id.clone(),
-                        vpc_region: region.to_string(),
-                    })),
-                    after: None,
-                });
-                zone_dependents.push(address);
-            }
-            self.push(Step {
-                address: zone_address.clone(),
-                action: Action::Delete,
-                context: hub.clone(),
-                id: Some(zone.zone_id.clone()),
-                reason: None,
-                depends_on: zone_dependents,
-                before: Some(Resource::HostedZone(HostedZone {
-                    name: zone.name.clone(),
-                    vpc_id: self.stack.hub.vpc_id.clone(),
-                    vpc_region: self.stack.hub.region.clone(),
-                    comment: zone.comment.clone(),
-                    tags: zone.tags.clone(),
-                })),
-                after: None,
-            });
-        }
-
-        for peering in &self.observed.peerings {
-            if peering.is_dead() {
-                continue;
-            }
-            let Some(address) = self.stack_address(&peering.tags) else {
-                continue;
-            };
-            let spoke = address
-                .as_str()
-                .strip_prefix("peering.")
-                .and_then(|name| self.index.spoke(name));
-            let mut route_steps = Vec::new();
-            if let Some(spoke) = spoke {
-                let sides = [
-                    (&self.stack.hub.route_table_ids, hub.clone()),
-                    (&spoke.route_table_ids, self.stack.spoke_context(spoke)),
-                ];
-                for (tables, context) in sides {
-                    for table_id in tables {
-                        for route in self.index.routes_over(table_id, &peering.peering_id) {
-                            let route_address =
-                                addresses::route(&spoke.name, table_id, &route.destination_cidr);
-                            route_steps.push(route_address.clone());
-                            self.push(Step {
-                                address: route_address,
-                                action: Action::Delete,
-                                context: context.clone(),
-                                id: Some(table_id.clone()),
-                                reason: None,
-                                depends_on: Vec::new(),
-                                before: Some(Resource::Route(Route {
-                                    route_table_id: table_id.clone(),
-                                    destination_cidr: route.destination_cidr.clone(),
-                                    peering_id: Value::known(&peering.peering_id),
-                                })),
-                                after: None,
-                            });
-                        }
-                    }
+            .find_map(|step| match &step.before {
+                Some(Resource::ZoneAssociation(association))
+                    if step.action == Action::Delete
+                        && association.zone_id.as_known() == Some(zone_id)
+                        && association.vpc_id == vpc_id =>
+                {
+                    Some(step.address.clone())
                 }
-            }
-            if spoke.is_none() {
-                route_steps.extend(self.orphan_spoke_cleanup(&address, peering));
-            }
-            let mut step = delete_peering_step(hub.clone(), &address, peering, "");
-            step.reason = None;
-            step.depends_on = route_steps;
-            self.push(step);
-        }
-
-        let mut group_dependents = Vec::new();
-        for endpoint in &self.observed.endpoints {
-            if endpoint.is_gone() {
-                continue;
-            }
-            let Some(address) = self.stack_address(&endpoint.tags) else {
-                continue;
-            };
-            let mut step = delete_endpoint_step(hub.clone(), &address, endpoint, "");
-            step.reason = None;
-            step.depends_on = endpoint_dependents.clone();
-            group_dependents.push(address);
-            self.push(step);
-        }
-
-        let group_address = addresses::security_group();
-        for group in &self.observed.security_groups {
-            if !self.has_address(&group.tags, &group_address) {
-                continue;
-            }
-            self.push(Step {
-                address: group_address.clone(),
-                action: Action::Delete,
-                context: hub.clone(),
-                id: Some(group.group_id.clone()),
-                reason: None,
-                depends_on: group_dependents.clone(),
-                before: Some(Resource::SecurityGroup(SecurityGroup {
-                    vpc_id: group.vpc_id.clone(),
-                    group_name: group.group_name.clone(),
-                    description: group.description.clone(),
-                    tags: group.tags.clone(),
-                })),
-                after: None,
-            });
-        }
+                _ => None,
+            })
     }
 }
 
@@ -1793,6 +1726,55 @@ fn delete_endpoint_step(
                 .collect(),
             private_dns_enabled: endpoint.private_dns_enabled.unwrap_or(false),
             tags: endpoint.tags.clone(),
+        })),
+        after: None,
+    }
+}
+
+/// Returns the step that deletes the route to `destination_cidr` over `peering_id` from route
+/// table `table_id`.
+fn delete_route_step(
+    context: Context,
+    address: Address,
+    table_id: &str,
+    destination_cidr: &str,
+    peering_id: &str,
+) -> Step {
+    Step {
+        address,
+        action: Action::Delete,
+        context,
+        id: Some(table_id.to_string()),
+        reason: None,
+        depends_on: Vec::new(),
+        before: Some(Resource::Route(Route {
+            route_table_id: table_id.to_string(),
+            destination_cidr: destination_cidr.to_string(),
+            peering_id: Value::known(peering_id),
+        })),
+        after: None,
+    }
+}
+
+/// Returns the step that disassociates VPC `vpc_id`, in `vpc_region`, from `zone`.
+fn delete_association_step(
+    context: Context,
+    address: Address,
+    zone: &HostedZoneState,
+    vpc_id: &str,
+    vpc_region: &str,
+) -> Step {
+    Step {
+        address,
+        action: Action::Delete,
+        context,
+        id: Some(zone.zone_id.clone()),
+        reason: None,
+        depends_on: Vec::new(),
+        before: Some(Resource::ZoneAssociation(ZoneAssociation {
+            zone_id: Value::known(&zone.zone_id),
+            vpc_id: vpc_id.to_string(),
+            vpc_region: vpc_region.to_string(),
         })),
         after: None,
     }

@@ -5,6 +5,7 @@ mod support;
 
 use linkplan_engine::checks;
 use linkplan_engine::diagnostics::Diagnostics;
+use linkplan_engine::graph;
 use linkplan_engine::observed::{
     IngressPermission, Observed, RecordState, SecurityGroupState, ServiceLookup, ServiceState,
     SubnetState,
@@ -55,12 +56,17 @@ fn two_services(hub: &str) -> Stack {
     support::stack_from(&TWO_SERVICES.replace("{hub}", hub))
 }
 
-/// Returns the one-service stack with a spoke in eu-west-1 and a hub route table.
-fn with_spoke(spoke: &str) -> Stack {
-    let hub = support::ONE_SERVICE_CONFIG.replace(
+/// Returns the one-service config with hub route table `rtb-0000000a`.
+fn hub_with_route_table() -> String {
+    support::ONE_SERVICE_CONFIG.replace(
         "subnet_ids = [",
         "route_table_ids = [\"rtb-0000000a\"]\nsubnet_ids = [",
-    );
+    )
+}
+
+/// Returns the one-service stack with a spoke in eu-west-1 and a hub route table.
+fn with_spoke(spoke: &str) -> Stack {
+    let hub = hub_with_route_table();
     support::stack_from(&format!("{hub}{}", SPOKE.replace("{spoke}", spoke)))
 }
 
@@ -985,6 +991,63 @@ fn adopted_zone_plans_adopt_step() {
     );
 }
 
+/// Returns the empty hub with zone `ZEXIST1` on the hub VPC, tagged as the zone of linkplan
+/// stack `other-stack`.
+fn with_other_stacks_zone(stack: &Stack) -> Observed {
+    let mut observed = with_foreign_zone(stack, HUB_VPC, true);
+    observed.hosted_zones[0].tags = support::stack_tags("other-stack", "zone");
+    observed
+}
+
+#[test]
+fn adopting_other_stacks_zone_is_error() {
+    let text = format!(
+        "{}\n[zone]\nadopt = \"ZEXIST1\"\n",
+        support::ONE_SERVICE_CONFIG
+    );
+    let stack = support::stack_from(&text);
+    let errors = plan_errors(&stack, &with_other_stacks_zone(&stack));
+
+    assert_eq!(
+        error_summaries(&errors),
+        ["zone `ZEXIST1` named in `zone.adopt` belongs to linkplan stack `other-stack`"],
+        "the error names the zone and the stack that owns it"
+    );
+    assert_eq!(
+        errors.0[0].detail.as_deref(),
+        Some("adopting it would tag it as stack `web`, whose `plan --destroy` deletes it"),
+        "the detail says what adopting would do"
+    );
+    assert_eq!(
+        errors.0[0].help.as_deref(),
+        Some(
+            "destroy stack `other-stack` first, or, if that stack is no longer used, remove the \
+             zone's `linkplan:stack` and `linkplan:address` tags; then plan again"
+        ),
+        "the help says how to free the zone"
+    );
+}
+
+#[test]
+fn other_stacks_zone_on_hub_is_error() {
+    let stack = support::stack_from(support::ONE_SERVICE_CONFIG);
+    let errors = plan_errors(&stack, &with_other_stacks_zone(&stack));
+
+    assert_eq!(
+        error_summaries(&errors),
+        [format!(
+            "private zone `ZEXIST1` named {ZONE_NAME} is already associated with the hub VPC \
+             `{HUB_VPC}` and belongs to linkplan stack `other-stack`"
+        )],
+        "the error names the stack that owns the zone"
+    );
+    assert_eq!(
+        errors.0[0].help.as_deref(),
+        Some("remove the VPC from stack `other-stack`, or destroy that stack, then plan again"),
+        "the help does not suggest adopting another stack's zone"
+    );
+}
+
 #[test]
 fn unrelated_same_name_zones_are_ignored() {
     let stack = support::stack_from(support::ONE_SERVICE_CONFIG);
@@ -1725,5 +1788,339 @@ fn destroy_ignores_apex_soa_and_ns() {
         addresses(&planned.steps).contains(&"zone".to_string()),
         "the zone is deleted: {:?}",
         addresses(&planned.steps)
+    );
+}
+
+// Destroy of several objects with one address tag.
+
+/// The id of a second zone tagged as the stack's `zone`.
+const SECOND_ZONE_ID: &str = "ZPHZ0000000002";
+
+/// Plans the destroy of `stack` and returns its steps in execution order, panicking when the
+/// planner or the ordering fails.
+fn destroy_in_order(stack: &Stack, observed: &Observed) -> Vec<Step> {
+    let planned = match planner::plan(stack, observed, Mode::Destroy) {
+        Ok(planned) => planned,
+        Err(errors) => panic!("planning the destroy failed:\n{errors}"),
+    };
+    match graph::order_steps(planned.steps) {
+        Ok(steps) => steps,
+        Err(error) => panic!("the destroy steps cannot be ordered: {error}"),
+    }
+}
+
+/// Adds a copy of the stack's zone as `SECOND_ZONE_ID`, with the same tags and VPCs and no
+/// records.
+fn add_second_zone(observed: &mut Observed) {
+    let mut second = observed.hosted_zones[0].clone();
+    second.zone_id = SECOND_ZONE_ID.to_string();
+    observed.hosted_zones.push(second);
+}
+
+fn sorted_strings(values: &[String]) -> Vec<String> {
+    let mut values = values.to_vec();
+    values.sort();
+    values
+}
+
+/// Asserts that each pair's first address comes before its second in `order`.
+fn assert_runs_before(order: &[String], pairs: &[(&str, &str)]) {
+    for (first, second) in pairs {
+        let position = |name: &str| {
+            order
+                .iter()
+                .position(|a| a == name)
+                .unwrap_or_else(|| panic!("no step `{name}` in {order:?}"))
+        };
+        assert!(
+            position(first) < position(second),
+            "{first} runs before {second}: {order:?}"
+        );
+    }
+}
+
+#[test]
+fn destroy_deletes_duplicate_endpoints() {
+    let stack = support::stack_from(support::ONE_SERVICE_CONFIG);
+    let mut observed = converged(&stack);
+    // Listed first, so that the ids and not the read order decide which keeps the address.
+    let duplicate = support::live_endpoint(&stack, "agents", "vpce-00000009", &[GROUP_ID]);
+    observed.endpoints.insert(0, duplicate);
+
+    let steps = destroy_in_order(&stack, &observed);
+    let order = addresses(&steps);
+    assert_eq!(
+        sorted_strings(&order),
+        [
+            "endpoint.agents",
+            "endpoint.agents.vpce-00000009",
+            "records",
+            "security_group.endpoints",
+            "zone",
+        ],
+        "both endpoints are deleted"
+    );
+    let first = step(&steps, "endpoint.agents");
+    assert_eq!(
+        first.id.as_deref(),
+        Some("vpce-00000001"),
+        "the lowest id keeps the address"
+    );
+    assert_eq!(first.reason, None, "the first endpoint needs no reason");
+    let second = step(&steps, "endpoint.agents.vpce-00000009");
+    assert_eq!(second.id.as_deref(), Some("vpce-00000009"));
+    assert_eq!(
+        second.reason.as_deref(),
+        Some("`vpce-00000001` carries the same tag `linkplan:address = endpoint.agents`"),
+        "the plan says why the address has a suffix"
+    );
+    assert_runs_before(
+        &order,
+        &[
+            ("records", "endpoint.agents"),
+            ("records", "endpoint.agents.vpce-00000009"),
+            ("endpoint.agents", "security_group.endpoints"),
+            ("endpoint.agents.vpce-00000009", "security_group.endpoints"),
+        ],
+    );
+}
+
+#[test]
+fn destroy_deletes_duplicate_zones() {
+    let (stack, mut observed) = converged_with_spoke();
+    add_second_zone(&mut observed);
+    let records = observed.records[ZONE_ID].clone();
+    observed.records.insert(SECOND_ZONE_ID.to_string(), records);
+
+    let steps = destroy_in_order(&stack, &observed);
+    let order = addresses(&steps);
+    assert_eq!(
+        sorted_strings(&order),
+        [
+            "endpoint.agents",
+            "peering.eu",
+            "records",
+            "records.ZPHZ0000000002",
+            "route.eu.rtb-0000000a.10.9.0.0/16",
+            "route.eu.rtb-0000000b.10.0.0.0/16",
+            "security_group.endpoints",
+            "zone",
+            "zone.ZPHZ0000000002",
+            "zone_association.eu",
+            "zone_association.eu.ZPHZ0000000002",
+        ],
+        "both zones, their records and their spoke associations are deleted"
+    );
+    for address in ["zone", "records", "zone_association.eu"] {
+        assert_eq!(
+            step(&steps, address).id.as_deref(),
+            Some(ZONE_ID),
+            "{address} is of the zone with the lowest id"
+        );
+        let suffixed = format!("{address}.{SECOND_ZONE_ID}");
+        assert_eq!(
+            step(&steps, &suffixed).id.as_deref(),
+            Some(SECOND_ZONE_ID),
+            "{suffixed} is of the second zone"
+        );
+    }
+    assert_runs_before(
+        &order,
+        &[
+            ("records.ZPHZ0000000002", "zone.ZPHZ0000000002"),
+            ("zone_association.eu.ZPHZ0000000002", "zone.ZPHZ0000000002"),
+            ("records.ZPHZ0000000002", "endpoint.agents"),
+            ("records", "zone"),
+            ("zone_association.eu", "zone"),
+        ],
+    );
+}
+
+#[test]
+fn destroy_checks_every_duplicate_zone() {
+    let stack = support::stack_from(support::ONE_SERVICE_CONFIG);
+    let mut observed = converged(&stack);
+    add_second_zone(&mut observed);
+    let help = RecordState {
+        name: format!("help.{ZONE_NAME}"),
+        record_type: "CNAME".to_string(),
+        alias: None,
+        values: vec!["docs.example.com".to_string()],
+        ttl: Some(300),
+        set_identifier: None,
+    };
+    observed
+        .records
+        .insert(SECOND_ZONE_ID.to_string(), vec![help]);
+
+    assert_eq!(
+        destroy_errors(&stack, &observed),
+        [format!(
+            "zone `{SECOND_ZONE_ID}` holds records linkplan did not write: help.{ZONE_NAME} (CNAME)"
+        )],
+        "the second zone cannot be deleted with another team's record in it"
+    );
+}
+
+#[test]
+fn destroy_deletes_duplicate_peerings() {
+    let (stack, mut observed) = converged_with_spoke();
+    let tags = support::stack_tags("web", "peering.eu");
+    let duplicate = support::peering("pcx-00000002", "eu-west-1", "active", tags);
+    // Listed first, so that the ids and not the read order decide which keeps the address.
+    observed.peerings.insert(0, duplicate);
+    let hub_routes = [
+        ("10.0.0.0/16", "local"),
+        ("10.9.0.0/16", "pcx-00000001"),
+        ("10.10.0.0/16", "pcx-00000002"),
+    ];
+    let hub_table = support::route_table("rtb-0000000a", HUB_VPC, &hub_routes);
+    observed
+        .route_tables
+        .insert("rtb-0000000a".to_string(), Some(hub_table));
+
+    let steps = destroy_in_order(&stack, &observed);
+    let order = addresses(&steps);
+    for address in [
+        "peering.eu",
+        "peering.eu.pcx-00000002",
+        "route.eu.rtb-0000000a.10.10.0.0/16",
+    ] {
+        assert!(
+            order.contains(&address.to_string()),
+            "{address} is planned: {order:?}"
+        );
+    }
+    assert_eq!(
+        step(&steps, "peering.eu").id.as_deref(),
+        Some("pcx-00000001"),
+        "the lowest id keeps the address"
+    );
+    assert_eq!(
+        step(&steps, "peering.eu.pcx-00000002").id.as_deref(),
+        Some("pcx-00000002")
+    );
+    assert_runs_before(
+        &order,
+        &[
+            (
+                "route.eu.rtb-0000000a.10.10.0.0/16",
+                "peering.eu.pcx-00000002",
+            ),
+            ("route.eu.rtb-0000000a.10.9.0.0/16", "peering.eu"),
+        ],
+    );
+}
+
+#[test]
+fn destroy_deletes_duplicate_security_groups() {
+    let stack = support::stack_from(support::ONE_SERVICE_CONFIG);
+    let mut observed = converged(&stack);
+    let mut duplicate = observed.security_groups[0].clone();
+    duplicate.group_id = "sg-0000000f".to_string();
+    duplicate.group_name = "linkplan-web-endpoints-copy".to_string();
+    observed.security_groups.push(duplicate);
+
+    let steps = destroy_in_order(&stack, &observed);
+    let order = addresses(&steps);
+    assert_eq!(
+        step(&steps, "security_group.endpoints").id.as_deref(),
+        Some(GROUP_ID),
+        "the lowest id keeps the address"
+    );
+    assert_eq!(
+        step(&steps, "security_group.endpoints.sg-0000000f")
+            .id
+            .as_deref(),
+        Some("sg-0000000f")
+    );
+    assert_runs_before(
+        &order,
+        &[
+            ("endpoint.agents", "security_group.endpoints"),
+            ("endpoint.agents", "security_group.endpoints.sg-0000000f"),
+        ],
+    );
+}
+
+#[test]
+fn destroy_address_clash_is_error() {
+    let stack = support::stack_from(support::ONE_SERVICE_CONFIG);
+    let mut observed = converged(&stack);
+    // An endpoint whose address tag was edited to the suffixed address of another one.
+    let mut edited = support::live_endpoint(&stack, "agents", "vpce-00000002", &[GROUP_ID]);
+    edited.tags = support::stack_tags("web", "endpoint.agents.vpce-00000009");
+    let duplicate = support::live_endpoint(&stack, "agents", "vpce-00000009", &[GROUP_ID]);
+    observed.endpoints.extend([edited, duplicate]);
+
+    assert_eq!(
+        destroy_errors(&stack, &observed),
+        [
+            "no unique step address for `vpce-00000009`: `endpoint.agents` is taken by `vpce-00000001`, and `endpoint.agents.vpce-00000009` by `vpce-00000002`"
+        ]
+    );
+}
+
+#[test]
+fn removed_service_duplicates_are_deleted() {
+    let stack = support::stack_from(support::ONE_SERVICE_CONFIG);
+    let mut observed = converged(&stack);
+    // Two endpoints of a service since removed from the config, with one address tag.
+    for id in ["vpce-00000007", "vpce-00000005"] {
+        let mut orphan = support::live_endpoint(&stack, "agents", id, &[GROUP_ID]);
+        orphan.tags = support::stack_tags("web", "endpoint.old");
+        observed.endpoints.push(orphan);
+    }
+
+    let planned = plan(&stack, &observed);
+    let steps = support::order_steps(&planned.steps);
+    assert_eq!(
+        sorted_strings(&addresses(&steps)),
+        ["endpoint.old", "endpoint.old.vpce-00000007"],
+        "both endpoints are deleted"
+    );
+    assert_eq!(
+        step(&steps, "endpoint.old").id.as_deref(),
+        Some("vpce-00000005"),
+        "the lowest id keeps the address"
+    );
+}
+
+#[test]
+fn removed_spoke_duplicate_peerings_are_deleted() {
+    let (_, mut observed) = converged_with_spoke();
+    let stack = support::stack_from(&hub_with_route_table());
+    let tags = support::stack_tags("web", "peering.eu");
+    observed.peerings.push(support::peering(
+        "pcx-00000002",
+        "eu-west-1",
+        "active",
+        tags,
+    ));
+
+    let planned = plan(&stack, &observed);
+    let steps = support::order_steps(&planned.steps);
+    let order = addresses(&steps);
+    assert_eq!(
+        sorted_strings(&order),
+        [
+            "ingress.10.9.0.0/16",
+            "peering.eu",
+            "peering.eu.pcx-00000002",
+            "route.eu.rtb-0000000a.10.9.0.0/16",
+            "zone_association.eu",
+        ],
+        "both peerings are deleted, and the spoke VPC is disassociated once"
+    );
+    assert_eq!(
+        step(&steps, "peering.eu.pcx-00000002").id.as_deref(),
+        Some("pcx-00000002")
+    );
+    assert_runs_before(
+        &order,
+        &[
+            ("zone_association.eu", "peering.eu"),
+            ("zone_association.eu", "peering.eu.pcx-00000002"),
+        ],
     );
 }
