@@ -83,6 +83,11 @@ pub fn plan(stack: &Stack, observed: &Observed, mode: Mode) -> Result<Planned, D
     Ok(planned)
 }
 
+/// Returns the comment linkplan gives the private zone it creates for stack `stack`.
+fn zone_comment(stack: &str) -> String {
+    format!("Workload Security over PrivateLink, linkplan stack {stack}")
+}
+
 /// Returns the name of the security group linkplan creates for a stack's endpoints.
 pub fn security_group_name(stack: &str) -> String {
     format!("linkplan-{stack}-endpoints")
@@ -1015,11 +1020,21 @@ impl<'a> Planner<'a> {
                 .with_help(format!(
                     "remove the VPC from stack `{other}`, or destroy that stack, then plan again"
                 )),
-                None => Diagnostic::error(format!(
-                    "private zone `{}` named {zone_name} is already associated with the hub VPC `{hub_vpc}` and is not owned by stack `{}`",
-                    zone.zone_id, self.stack.name
-                ))
-                .with_help(format!("to let linkplan manage it, set `adopt = \"{}\"` under [zone]", zone.zone_id)),
+                None => {
+                    let diagnostic = Diagnostic::error(format!(
+                        "private zone `{}` named {zone_name} is already associated with the hub VPC `{hub_vpc}` and is not owned by stack `{}`",
+                        zone.zone_id, self.stack.name
+                    ));
+                    // The zone is tagged by a call after its create, so a run stopped between
+                    // the two leaves it untagged, with the comment linkplan gives it.
+                    if zone.comment == zone_comment(&self.stack.name) {
+                        diagnostic
+                            .with_detail("its comment shows that a run of this stack created it and stopped before tagging it")
+                            .with_help(format!("finish that run with `linkplan apply --resume PLANFILE` or undo it with `linkplan rollback PLANFILE`; or, to keep the zone, set `adopt = \"{}\"` under [zone]", zone.zone_id))
+                    } else {
+                        diagnostic.with_help(format!("to let linkplan manage it, set `adopt = \"{}\"` under [zone]", zone.zone_id))
+                    }
+                }
             };
             self.error(diagnostic);
             return None;
@@ -1037,10 +1052,7 @@ impl<'a> Planner<'a> {
                 name: zone_name.clone(),
                 vpc_id: hub_vpc.clone(),
                 vpc_region: self.stack.hub.region.clone(),
-                comment: format!(
-                    "Workload Security over PrivateLink, linkplan stack {}",
-                    self.stack.name
-                ),
+                comment: zone_comment(&self.stack.name),
                 tags: tags_for(&self.stack.name, &address, zone_name),
             })),
         });
@@ -1579,6 +1591,21 @@ impl<'a> Planner<'a> {
         // In id order, so that the first of several peerings with one address tag keeps it.
         orphans.sort_by(|a, b| a.1.peering_id.cmp(&b.1.peering_id));
         for (address, peering) in orphans {
+            // A peering that joins the hub to a VPC of the config is that spoke's, under an old
+            // name: the renamed spoke's steps find it by its VPCs and keep it, with its routes.
+            if let Some(spoke) = self.renamed_spoke_of(peering) {
+                self.planned.warnings.push(
+                    Diagnostic::warning(format!(
+                        "peering `{}` of spoke `{}` carries the address tag `{address}` of an earlier name of that spoke; it is kept",
+                        peering.peering_id, spoke.name
+                    ))
+                    .with_help(format!(
+                        "set its tag `{TAG_ADDRESS}` to `{}` so that a destroy of the stack names it after the spoke",
+                        addresses::peering(&spoke.name)
+                    )),
+                );
+                continue;
+            }
             let Some(claim) = self.claim(&address, &peering.peering_id) else {
                 continue;
             };
@@ -1592,6 +1619,19 @@ impl<'a> Planner<'a> {
             step.depends_on = dependents;
             self.push(step);
         }
+    }
+
+    /// Returns the spoke of the config whose VPC `peering` joins to the hub, if any.
+    fn renamed_spoke_of(&self, peering: &PeeringState) -> Option<&'a Spoke> {
+        let hub = self.stack.hub.vpc_id.as_str();
+        let other = if peering.requester_vpc_id == hub {
+            peering.accepter_vpc_id.as_str()
+        } else if peering.accepter_vpc_id == hub {
+            peering.requester_vpc_id.as_str()
+        } else {
+            return None;
+        };
+        self.index.spoke_in(other)
     }
 
     /// Plans the removal of what joins the hub to a spoke that left the config: the routes

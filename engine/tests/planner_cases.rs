@@ -943,6 +943,27 @@ fn foreign_zone_on_hub_is_error() {
 }
 
 #[test]
+fn untagged_zone_of_stopped_run_names_resume() {
+    let stack = support::stack_from(support::ONE_SERVICE_CONFIG);
+    let mut observed = with_foreign_zone(&stack, HUB_VPC, true);
+    observed.hosted_zones[0].comment =
+        "Workload Security over PrivateLink, linkplan stack web".to_string();
+    let errors = plan_errors(&stack, &observed);
+
+    assert_eq!(errors.0.len(), 1, "one error: {errors}");
+    assert_eq!(
+        errors.0[0].detail.as_deref(),
+        Some("its comment shows that a run of this stack created it and stopped before tagging it"),
+        "the detail tells where the zone comes from"
+    );
+    let help = errors.0[0].help.as_deref().unwrap_or_default();
+    assert!(
+        help.starts_with("finish that run with `linkplan apply --resume PLANFILE`"),
+        "the help names resume first: {help}"
+    );
+}
+
+#[test]
 fn owned_zone_is_not_created() {
     let stack = support::stack_from(support::ONE_SERVICE_CONFIG);
     let mut observed = with_foreign_zone(&stack, HUB_VPC, true);
@@ -1402,6 +1423,30 @@ fn converged_spoke_plans_nothing() {
         planned.steps.is_empty(),
         "no step: {:?}",
         addresses(&planned.steps)
+    );
+}
+
+#[test]
+fn renamed_spoke_keeps_its_peering() {
+    let (_, observed) = converged_with_spoke();
+    let hub = hub_with_route_table();
+    let renamed = SPOKE
+        .replace("name = \"eu\"", "name = \"europe\"")
+        .replace("{spoke}", "");
+    let stack = support::stack_from(&format!("{hub}{renamed}"));
+    let planned = plan(&stack, &observed);
+
+    assert!(
+        planned.steps.is_empty(),
+        "the peering and its routes are kept: {:?}",
+        addresses(&planned.steps)
+    );
+    let warnings = summaries(&planned.warnings);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("carries the address tag `peering.eu`")),
+        "the stale tag is named: {warnings:?}"
     );
 }
 

@@ -4,7 +4,7 @@
 //! zone's VPCs. Each of those lists grows with the number of spokes, so a search per lookup
 //! would make a plan quadratic in its spokes. These maps keep each lookup constant.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::observed::{Observed, PeeringState, RouteState};
 use crate::stack::{Spoke, Stack};
@@ -21,7 +21,7 @@ pub(super) struct Index<'a> {
     /// Per hosted zone id, its VPCs and their regions.
     zone_vpcs: HashMap<&'a str, HashMap<&'a str, &'a str>>,
     spokes_by_name: HashMap<&'a str, &'a Spoke>,
-    spoke_vpcs: HashSet<&'a str>,
+    spokes_by_vpc: HashMap<&'a str, &'a Spoke>,
 }
 
 impl<'a> Index<'a> {
@@ -33,10 +33,11 @@ impl<'a> Index<'a> {
             routes_by_target: HashMap::new(),
             zone_vpcs: HashMap::new(),
             spokes_by_name: HashMap::new(),
-            spoke_vpcs: stack.spokes.iter().map(|s| s.vpc_id.as_str()).collect(),
+            spokes_by_vpc: HashMap::new(),
         };
         for spoke in &stack.spokes {
             index.spokes_by_name.entry(&spoke.name).or_insert(spoke);
+            index.spokes_by_vpc.entry(&spoke.vpc_id).or_insert(spoke);
         }
         for (position, peering) in observed.peerings.iter().enumerate() {
             index
@@ -119,6 +120,11 @@ impl<'a> Index<'a> {
     }
 
     pub(super) fn is_spoke_vpc(&self, vpc_id: &str) -> bool {
-        self.spoke_vpcs.contains(vpc_id)
+        self.spokes_by_vpc.contains_key(vpc_id)
+    }
+
+    /// Returns the first spoke of the config in VPC `vpc_id`.
+    pub(super) fn spoke_in(&self, vpc_id: &str) -> Option<&'a Spoke> {
+        self.spokes_by_vpc.get(vpc_id).copied()
     }
 }
