@@ -1175,8 +1175,9 @@ impl<'a> Planner<'a> {
 
     /// Rejects the destruction of `zone` while it holds records or VPC associations that
     /// linkplan did not make: Route 53 refuses to delete a zone with records in it, which would
-    /// stop a destroy half way, and deleting the zone would drop the other VPCs' names.
-    fn zone_holds_only_ours(&mut self, zone: &HostedZoneState) {
+    /// stop a destroy half way, and deleting the zone would drop the other VPCs' names. The
+    /// VPCs in `disassociated` are taken off the zone by steps of the same plan.
+    fn zone_holds_only_ours(&mut self, zone: &HostedZoneState, disassociated: &[&str]) {
         let managed_names: BTreeSet<String> = self
             .stack
             .services
@@ -1205,6 +1206,7 @@ impl<'a> Planner<'a> {
         }
         let ours: BTreeSet<&str> = std::iter::once(self.stack.hub.vpc_id.as_str())
             .chain(self.stack.spokes.iter().map(|s| s.vpc_id.as_str()))
+            .chain(disassociated.iter().copied())
             .collect();
         let others: Vec<&str> = zone
             .vpcs

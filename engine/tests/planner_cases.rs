@@ -1808,6 +1808,34 @@ fn destroy_of_shared_zone_is_error() {
 }
 
 #[test]
+fn destroy_after_spoke_left_config() {
+    let (_, observed) = converged_with_spoke();
+    // The spoke is gone from the config, but its peering, routes and association remain.
+    let stack = support::stack_from(&hub_with_route_table());
+    let planned = match planner::plan(&stack, &observed, Mode::Destroy) {
+        Ok(planned) => planned,
+        Err(errors) => panic!("the destroy is planned: {errors}"),
+    };
+
+    let [association, zone] = positions(&planned.steps, &["zone_association.eu", "zone"])[..]
+    else {
+        unreachable!("two positions for two names")
+    };
+    assert!(
+        association < zone,
+        "the spoke's VPC leaves the zone before the zone is deleted"
+    );
+    let zone_step = step(&planned.steps, "zone");
+    assert!(
+        zone_step
+            .depends_on
+            .contains(&Address::from("zone_association.eu")),
+        "the zone waits for the association: {:?}",
+        zone_step.depends_on
+    );
+}
+
+#[test]
 fn destroy_ignores_apex_soa_and_ns() {
     let stack = two_services("");
     let mut observed = converged(&stack);

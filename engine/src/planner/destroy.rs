@@ -19,11 +19,8 @@ use super::{
 impl Planner<'_> {
     /// Plans the removal of everything the stack owns, each object after what depends on it.
     pub(super) fn destroy(&mut self) {
-        let mut record_steps = Vec::new();
-        for zone in self.stack_zones() {
-            record_steps.extend(self.destroy_zone(zone));
-        }
-
+        // Peerings first: the peering of a spoke that left the config brings the removal of
+        // the zone's association with its VPC, which each zone's step then waits for.
         let observed = self.observed;
         let mut peerings: Vec<&PeeringState> =
             observed.peerings.iter().filter(|p| !p.is_dead()).collect();
@@ -32,6 +29,11 @@ impl Planner<'_> {
             if let Some(address) = self.stack_address(&peering.tags) {
                 self.destroy_peering(&address, peering);
             }
+        }
+
+        let mut record_steps = Vec::new();
+        for zone in self.stack_zones() {
+            record_steps.extend(self.destroy_zone(zone));
         }
 
         let endpoint_steps = self.destroy_endpoints(&record_steps);
@@ -43,9 +45,15 @@ impl Planner<'_> {
     /// wait for.
     fn destroy_zone(&mut self, zone: &HostedZoneState) -> Option<Address> {
         let hub = self.hub_context();
-        self.zone_holds_only_ours(zone);
+        let disassociated = self.planned_disassociations(zone);
+        let disassociated_vpcs: Vec<&str> =
+            disassociated.iter().map(|(_, vpc)| vpc.as_str()).collect();
+        self.zone_holds_only_ours(zone, &disassociated_vpcs);
         let claim = self.claim(&addresses::zone(), &zone.zone_id)?;
-        let mut zone_dependents = Vec::new();
+        let mut zone_dependents: Vec<Address> = disassociated
+            .iter()
+            .map(|(address, _)| address.clone())
+            .collect();
 
         let records_step = self.destroy_records(zone, &claim);
         zone_dependents.extend(records_step.clone());
@@ -87,6 +95,24 @@ impl Planner<'_> {
             after: None,
         });
         records_step
+    }
+
+    /// Returns the steps planned so far that disassociate a VPC from `zone`, as (address, VPC
+    /// id): those of spokes that left the config.
+    fn planned_disassociations(&self, zone: &HostedZoneState) -> Vec<(Address, String)> {
+        self.planned
+            .steps
+            .iter()
+            .filter(|s| s.action == Action::Delete)
+            .filter_map(|s| match &s.before {
+                Some(Resource::ZoneAssociation(association))
+                    if association.zone_id.as_known() == Some(zone.zone_id.as_str()) =>
+                {
+                    Some((s.address.clone(), association.vpc_id.clone()))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Returns the address of a step on part of `zone`, such as its records: `address`, or
