@@ -506,6 +506,18 @@ impl<'a> Planner<'a> {
             .iter()
             .filter(|g| self.has_address(&g.tags, &address))
             .collect();
+        if found.len() > 1 {
+            let ids: Vec<&str> = found.iter().map(|g| g.group_id.as_str()).collect();
+            self.error(
+                Diagnostic::error(format!(
+                    "{} security groups carry the address `{address}`: {}",
+                    ids.len(),
+                    ids.join(", ")
+                ))
+                .with_help("delete all but one of them, then plan again"),
+            );
+            return None;
+        }
         if let Some(group) = found.first() {
             self.unchanged(address);
             return Some(Handle::known(&group.group_id));

@@ -1759,6 +1759,23 @@ fn untagged_group_with_linkplan_name_is_error() {
     );
 }
 
+#[test]
+fn two_tagged_groups_are_error() {
+    let stack = two_services("");
+    let mut observed = converged(&stack);
+    let mut twin = observed.security_groups[0].clone();
+    twin.group_id = "sg-0000000f".to_string();
+    observed.security_groups.push(twin);
+
+    let errors = plan_errors(&stack, &observed);
+    assert_eq!(
+        error_summaries(&errors),
+        [format!(
+            "2 security groups carry the address `security_group.endpoints`: {GROUP_ID}, sg-0000000f"
+        )]
+    );
+}
+
 fn destroy_errors(stack: &Stack, observed: &Observed) -> Vec<String> {
     match planner::plan(stack, observed, Mode::Destroy) {
         Ok(planned) => panic!("the destroy should fail: {:?}", addresses(&planned.steps)),
