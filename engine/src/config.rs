@@ -603,6 +603,12 @@ impl Validator<'_> {
     fn spokes(&mut self, raw: Vec<Spanned<RawSpoke>>, hub: &Hub) -> Vec<Spoke> {
         let mut names = BTreeSet::new();
         let mut vpcs = BTreeSet::from([hub.vpc_id.clone()]);
+        // Each route table belongs to one VPC, so it is listed on one side only.
+        let mut tables: BTreeMap<String, String> = hub
+            .route_table_ids
+            .iter()
+            .map(|t| (t.clone(), "the hub".to_string()))
+            .collect();
         let mut spokes = Vec::new();
         for spoke in raw {
             let spoke = spoke.into_inner();
@@ -631,6 +637,21 @@ impl Validator<'_> {
             }
             let route_table_ids =
                 self.id_list(&spoke.route_table_ids, "rtb", "spoke.route_table_ids");
+            let owner_name = format!("spoke `{name}`");
+            for id in &spoke.route_table_ids {
+                let table = id.get_ref();
+                // A table listed twice by this spoke is reported by `id_list`.
+                let owner = tables.insert(table.clone(), owner_name.clone());
+                if let Some(owner) = owner.filter(|o| *o != owner_name) {
+                    self.error(
+                        id.span(),
+                        format!(
+                            "route table `{table}` of spoke `{name}` is also listed for {owner}"
+                        ),
+                        "a route table belongs to one VPC: list it only for the hub or spoke in whose VPC it is",
+                    );
+                }
+            }
             let account_id = spoke.account_id.map(|id| {
                 let value = id.get_ref().clone();
                 if value.len() != 12 || !value.chars().all(|c| c.is_ascii_digit()) {
@@ -1028,6 +1049,33 @@ subnet_ids = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
         let text = MINIMAL.replace("subnet_ids", "client_cidrs = [\"10.0.0.1/16\"]\nsubnet_ids");
         let found = errors(&text);
         assert_eq!(found[0].help.as_deref(), Some("use `10.0.0.0/16`"));
+    }
+
+    #[test]
+    fn route_table_on_two_sides_is_rejected() {
+        let hub = MINIMAL.replace(
+            "subnet_ids",
+            "route_table_ids = [\"rtb-0123456789abcdef0\"]\nsubnet_ids",
+        );
+        let spoke = |name: &str, vpc: &str| {
+            format!(
+                "[[spoke]]\nname = \"{name}\"\nregion = \"eu-west-1\"\nvpc_id = \"{vpc}\"\n\
+                 route_table_ids = [\"rtb-0123456789abcdef0\"]\n"
+            )
+        };
+        let text = format!(
+            "{hub}{}{}",
+            spoke("eu", "vpc-0123456789abcdef1"),
+            spoke("us", "vpc-0123456789abcdef2")
+        );
+        let summaries: Vec<String> = errors(&text).into_iter().map(|d| d.summary).collect();
+        assert_eq!(
+            summaries,
+            [
+                "route table `rtb-0123456789abcdef0` of spoke `eu` is also listed for the hub",
+                "route table `rtb-0123456789abcdef0` of spoke `us` is also listed for spoke `eu`",
+            ]
+        );
     }
 
     #[test]
