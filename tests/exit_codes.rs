@@ -141,6 +141,13 @@ async fn code_4_failed_apply_without_rollback() {
         "{}",
         describe(&failed)
     );
+    assert!(
+        failed.stderr.contains(
+            "help: fix the cause above, then finish the plan with `linkplan apply --resume p.plan`"
+        ),
+        "{}",
+        describe(&failed)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -134,7 +134,7 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
         CliError::new(e.to_string()).help(help)
     })?;
 
-    print_report(&report, palette);
+    print_report(&report, &args.plan, palette);
     super::print_call_counts(provider.as_ref(), global);
     match report.outcome() {
         Outcome::Applied => {
@@ -281,7 +281,7 @@ pub fn confirm_action(command: &str, question: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-fn print_report(report: &ApplyReport, palette: &Palette) {
+fn print_report(report: &ApplyReport, plan_path: &Path, palette: &Palette) {
     eprintln!();
     match report.outcome() {
         Outcome::Applied => {
@@ -321,6 +321,10 @@ fn print_report(report: &ApplyReport, palette: &Palette) {
                 let list: Vec<String> = report.completed.iter().map(ToString::to_string).collect();
                 // Completed steps keep their effect: a create left its object, a delete its absence.
                 eprintln!("Completed and not rolled back: {}", list.join(", "));
+                eprintln!(
+                    "help: fix the cause above, then finish the plan with `linkplan apply --resume {0}` or undo it with `linkplan rollback {0}`",
+                    plan_path.display()
+                );
             }
         }
     }
