@@ -19,6 +19,16 @@ use crate::error::CliError;
 use crate::exit;
 
 pub async fn run(args: &UnlockArgs, global: &GlobalArgs) -> Result<u8, CliError> {
+    // The name becomes a folder of the local backend and a key segment of the S3 one, so a
+    // name such as `../x` must never reach a backend.
+    if !config::is_stack_name(&args.stack) {
+        return Err(
+            CliError::new(format!("invalid stack name `{}`", args.stack)).help(format!(
+                "pass the `name` of the stack's config: {}",
+                config::STACK_NAME_RULE
+            )),
+        );
+    }
     let backend = backend_of(args, global).await?;
     let location = backend.lock_location(&args.stack);
     let Some(holder) = backend

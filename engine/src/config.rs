@@ -373,17 +373,11 @@ impl Validator<'_> {
 
     fn stack_name(&mut self, name: &Spanned<String>) -> String {
         let value = name.get_ref();
-        let valid = !value.is_empty()
-            && value.len() <= 64
-            && value.starts_with(|c: char| c.is_ascii_lowercase())
-            && value
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !valid {
+        if !is_stack_name(value) {
             self.error(
                 name.span(),
                 format!("invalid stack name `{value}`"),
-                "use 1 to 64 lowercase letters, digits and hyphens, starting with a letter",
+                &format!("use {STACK_NAME_RULE}"),
             );
         }
         value.clone()
@@ -792,6 +786,21 @@ impl Validator<'_> {
     }
 }
 
+/// The rule for stack names, as the advice on an invalid one states it.
+pub const STACK_NAME_RULE: &str =
+    "1 to 64 lowercase letters, digits and hyphens, starting with a letter";
+
+/// Reports whether `name` is a valid stack name: 1 to 64 lowercase letters, digits and hyphens,
+/// starting with a letter. The backends use the name as a folder or key segment, so a valid
+/// name has no `/`, `.` or `..`.
+pub fn is_stack_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 /// Reports whether `name` follows the naming rules of S3 general purpose buckets. A name has 3
 /// to 63 lowercase letters, digits, hyphens and dots, and starts and ends with a letter or digit.
 /// It has no two dots in a row and is not shaped like an IPv4 address.
@@ -1146,6 +1155,22 @@ subnet_ids = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
             "{}",
             missing[0].summary
         );
+    }
+
+    #[test]
+    fn stack_name_shapes() {
+        assert!(is_stack_name("workload-security"));
+        assert!(is_stack_name("a"));
+        assert!(is_stack_name(&"a".repeat(64)));
+        assert!(!is_stack_name(""));
+        assert!(!is_stack_name(&"a".repeat(65)));
+        assert!(!is_stack_name("Web"));
+        assert!(!is_stack_name("1web"));
+        assert!(!is_stack_name("-web"));
+        assert!(!is_stack_name("web_1"));
+        assert!(!is_stack_name("../../zz"));
+        assert!(!is_stack_name("a/b"));
+        assert!(!is_stack_name(".."));
     }
 
     #[test]
