@@ -326,7 +326,16 @@ pub fn parse(path: &str, text: &str) -> Result<Plan, PlanFileError> {
 
     let mut table = table;
     table.remove("integrity");
-    table
+    let plan: Plan = table
         .try_into()
-        .map_err(|e: toml::de::Error| not_a_plan(e.message().to_string()))
+        .map_err(|e: toml::de::Error| not_a_plan(e.message().to_string()))?;
+    // The digest proves no origin, so a file can be made by hand. The stack name becomes a
+    // folder of the local backend and a key segment of the S3 one, where `../x` would reach
+    // files or keys outside the stack's own.
+    for name in [&plan.stack_name, &plan.stack.name] {
+        if !crate::config::is_stack_name(name) {
+            return Err(not_a_plan(format!("its stack name `{name}` is invalid")));
+        }
+    }
+    Ok(plan)
 }

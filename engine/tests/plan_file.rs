@@ -227,3 +227,27 @@ fn crlf_line_endings_are_named() {
     );
     assert!(error.help().contains(".gitattributes"), "{}", error.help());
 }
+
+#[test]
+fn invalid_stack_name_is_rejected() {
+    // The digest is recomputed on write, so these files pass the digest check.
+    let mut outside = sample_plan();
+    outside.stack_name = "../../zz".to_string();
+    let mut in_stack = sample_plan();
+    in_stack.stack.name = "a/b".to_string();
+    for (plan, name) in [(outside, "../../zz"), (in_stack, "a/b")] {
+        let path = written("stack-name", &plan);
+        let error = plan_file::read(&path).expect_err("the plan is rejected");
+        assert!(
+            matches!(error, PlanFileError::NotAPlan { .. }),
+            "rejected as not a plan: {error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "`{}` is not a linkplan plan file: its stack name `{name}` is invalid",
+                path.display()
+            )
+        );
+    }
+}
