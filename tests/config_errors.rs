@@ -137,3 +137,29 @@ fn validate_accepts_valid_config() {
         run.stdout
     );
 }
+
+#[test]
+fn validate_rejects_shared_service_name() {
+    let dir = workdir("validate-shared-service");
+    let config = format!(
+        "{VALID}\n[services]\n\
+         relay = \"com.amazonaws.vpce.us-east-1.vpce-svc-0ca160f19663f348e\"\n\
+         agents = \"com.amazonaws.vpce.us-east-1.vpce-svc-0ca160f19663f348e\"\n"
+    );
+    std::fs::write(dir.join("linkplan.toml"), config).unwrap();
+    let run = run_offline(&dir, &["validate"]).expect_code(1);
+    assert!(
+        run.stderr.contains(
+            "error: endpoint service `com.amazonaws.vpce.us-east-1.vpce-svc-0ca160f19663f348e` \
+             of `agents` is also the service of `relay`"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("--> linkplan.toml:10:10"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}

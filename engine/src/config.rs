@@ -508,6 +508,8 @@ impl Validator<'_> {
         };
 
         let mut services = Vec::new();
+        // The span of each service name, to find repeated names in the order of the file.
+        let mut name_spans = Vec::new();
         for (host, entry) in raw {
             let entry_span = entry.span();
             let entry = entry.into_inner();
@@ -539,6 +541,7 @@ impl Validator<'_> {
                 ),
                 Some(_) => {}
             }
+            name_spans.push(name_span.clone());
             let private_dns = entry.private_dns.map(Spanned::into_inner).unwrap_or(false);
             services.push(Service {
                 host: host.into_inner(),
@@ -546,6 +549,7 @@ impl Validator<'_> {
                 private_dns,
             });
         }
+        self.repeated_service_names(&services, &name_spans);
         if services.is_empty() {
             self.findings.push(
                 Diagnostic::error("[services] lists no endpoint service").with_help(
@@ -554,6 +558,30 @@ impl Validator<'_> {
             );
         }
         services
+    }
+
+    /// Reports each service name of `services` that an earlier host in the file has too.
+    /// `name_spans` has the span of each service's name, in the same order.
+    fn repeated_service_names(&mut self, services: &[Service], name_spans: &[Range<usize>]) {
+        let mut in_file_order: Vec<(&Service, &Range<usize>)> =
+            services.iter().zip(name_spans).collect();
+        in_file_order.sort_by_key(|(_, span)| span.start);
+        let mut first_host_of: BTreeMap<&str, &str> = BTreeMap::new();
+        for (service, span) in in_file_order {
+            let name = service.service_name.as_str();
+            let Some(first) = first_host_of.get(name) else {
+                first_host_of.insert(name, &service.host);
+                continue;
+            };
+            self.error(
+                span.clone(),
+                format!(
+                    "endpoint service `{name}` of `{}` is also the service of `{first}`",
+                    service.host
+                ),
+                "give each host the endpoint service the provider published for it",
+            );
+        }
     }
 
     fn zone(&mut self, raw: Option<RawZone>, saas: &Saas) -> Zone {
@@ -992,6 +1020,43 @@ subnet_ids = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
                 .contains("is in eu-west-1, but `hub.region` is us-east-1")
         );
         assert_eq!(found[0].location.as_ref().unwrap().line, 8);
+    }
+
+    #[test]
+    fn duplicate_service_name_is_located() {
+        let text = format!(
+            "{MINIMAL}[services]\n\
+             agents = \"com.amazonaws.vpce.us-east-1.vpce-svc-0ecb2dc36c34b3aef\"\n\
+             relay = \"com.amazonaws.vpce.us-east-1.vpce-svc-0ecb2dc36c34b3aef\"\n"
+        );
+        let found = errors(&text);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].summary,
+            "endpoint service `com.amazonaws.vpce.us-east-1.vpce-svc-0ecb2dc36c34b3aef` of \
+             `relay` is also the service of `agents`"
+        );
+        let location = found[0].location.as_ref().unwrap();
+        assert_eq!((location.line, location.column), (9, 9));
+    }
+
+    #[test]
+    fn duplicate_service_name_in_table_is_located() {
+        let text = format!(
+            "{MINIMAL}[services]\n\
+             agents = \"com.amazonaws.vpce.us-east-1.vpce-svc-0ecb2dc3\"\n\
+             [services.relay]\n\
+             service_name = \"com.amazonaws.vpce.us-east-1.vpce-svc-0ecb2dc3\"\n"
+        );
+        let found = errors(&text);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].summary.contains("is also the service of `agents`"),
+            "{}",
+            found[0].summary
+        );
+        let location = found[0].location.as_ref().unwrap();
+        assert_eq!((location.line, location.column), (10, 16));
     }
 
     #[test]
