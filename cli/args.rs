@@ -132,11 +132,12 @@ pub struct InitArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// Stack name written to the config
+    /// Stack name written to the config: lowercase letters, digits and hyphens
     #[arg(long, default_value = "workload-security", value_name = "NAME")]
     pub name: String,
 
-    /// Endpoint service of one host instead of the Workload Security default; repeatable
+    /// Endpoint service of one host (relay, agents, dsmim or app) instead of its Workload
+    /// Security default; repeatable
     #[arg(long = "service", value_name = "HOST=SERVICE_NAME", value_parser = crate::commands::init::parse_service)]
     pub services: Vec<(String, String)>,
 }

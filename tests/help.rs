@@ -168,6 +168,15 @@ fn error_init_invalid_vpc() {
 }
 
 #[test]
+fn error_init_invalid_name() {
+    assert_error_golden(
+        "init-invalid-name",
+        &["init", "--vpc", "vpc-0123456789abcdef0", "--name", "Hub"],
+        |_| {},
+    );
+}
+
+#[test]
 fn error_init_invalid_service() {
     assert_error_golden(
         "init-invalid-service",
