@@ -206,6 +206,65 @@ fn error_init_region_without_services() {
     );
 }
 
+/// Writes a valid hub config into `dir`, for commands that would read the live state.
+fn write_hub_config(dir: &Path) {
+    let text = "name = \"web\"\n[hub]\nregion = \"us-east-1\"\nvpc_id = \"vpc-0123456789abcdef0\"\n\
+                subnet_ids = [\"subnet-0123456789abcdef0\"]\n";
+    std::fs::write(dir.join("linkplan.toml"), text).unwrap();
+}
+
+#[test]
+fn error_zero_timeout() {
+    assert_error_golden(
+        "zero-timeout",
+        &["plan", "--read-timeout", "0"],
+        write_hub_config,
+    );
+    let dir = workdir("help-zero-connect-timeout");
+    write_hub_config(&dir);
+    let run = linkplan(&dir, &["plan", "--connect-timeout", "0"]).expect_code(1);
+    assert!(
+        run.stderr
+            .contains("invalid value '0' for '--connect-timeout <SECONDS>'"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn error_endpoint_url_flag() {
+    assert_error_golden(
+        "endpoint-url-flag",
+        &["plan", "--endpoint-url", "notaurl"],
+        write_hub_config,
+    );
+}
+
+/// Runs `linkplan ARGS` in a new folder with a hub config and `AWS_ENDPOINT_URL` set to `url`.
+fn run_with_endpoint_variable(name: &str, args: &[&str], url: &str) -> Run {
+    let dir = workdir(name);
+    write_hub_config(&dir);
+    let output = command(&dir, args)
+        .env("AWS_ENDPOINT_URL", url)
+        .output()
+        .expect("linkplan runs");
+    Run::from(output)
+}
+
+#[test]
+fn error_endpoint_url_variable() {
+    let run = run_with_endpoint_variable("help-error-endpoint-url-variable", &["plan"], "notaurl");
+    let run = run.expect_code(1);
+    assert_golden("help/error-endpoint-url-variable.txt", &run.stderr);
+}
+
+#[test]
+fn endpoint_url_unused_offline() {
+    // Commands that make no AWS call ignore a malformed endpoint override.
+    let run = run_with_endpoint_variable("help-endpoint-url-offline", &["validate"], "notaurl");
+    run.expect_code(0);
+}
+
 #[test]
 fn error_missing_plan_file() {
     assert_error_golden("missing-plan-file", &["apply", "missing.plan"], |_| {});
