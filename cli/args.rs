@@ -28,7 +28,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub no_color: bool,
 
-    /// AWS API endpoint for every EC2, Route 53 and STS client, e.g. a local emulator
+    /// AWS API endpoint for every EC2, Route 53, STS and S3 (state backend) client, e.g. a local
+    /// emulator
     #[arg(
         long,
         global = true,
