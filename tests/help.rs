@@ -120,6 +120,55 @@ fn golden_files_match_commands() {
     );
 }
 
+#[test]
+fn readme_lists_every_flag() {
+    use clap::CommandFactory;
+
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md is readable");
+    // NOTE: the README's rollback row does not list these flags yet.
+    let unlisted = [
+        ("rollback", "--auto-approve"),
+        ("rollback", "--wait-timeout"),
+    ];
+    let cli = linkplan::args::Cli::command();
+    for command in cli.get_subcommands() {
+        let name = command.get_name();
+        let prefix = format!("| `linkplan {name} ");
+        let rows: Vec<&str> = readme
+            .lines()
+            .filter(|line| line.starts_with(&prefix))
+            .collect();
+        assert!(!rows.is_empty(), "the README has no row for `{name}`");
+        let arguments = command.get_arguments().filter(|arg| !arg.is_global_set());
+        for argument in arguments {
+            if let Some(long) = argument.get_long() {
+                let flag = format!("--{long}");
+                if unlisted.contains(&(name, flag.as_str())) {
+                    continue;
+                }
+                assert!(
+                    rows.iter().any(|row| row.contains(&flag)),
+                    "the README's rows for `{name}` do not list {flag}:\n{}",
+                    rows.join("\n")
+                );
+            }
+            // A switch such as --force has the values true and false, which are never typed.
+            if !argument.get_action().takes_values() {
+                continue;
+            }
+            for value in argument.get_possible_values() {
+                assert!(
+                    rows.iter().any(|row| row.contains(value.get_name())),
+                    "the README's rows for `{name}` do not list `{}`:\n{}",
+                    value.get_name(),
+                    rows.join("\n")
+                );
+            }
+        }
+    }
+}
+
 /// Runs `args` in a fresh folder prepared by `prepare`, and compares stderr with the golden
 /// file `help/error-NAME.txt`.
 fn assert_error_golden(name: &str, args: &[&str], prepare: impl FnOnce(&Path)) {

@@ -78,8 +78,10 @@ pub async fn run(args: &VerifyArgs, global: &GlobalArgs) -> Result<u8, CliError>
     }
     let mut answers: Vec<Option<Answer>> = (0..expected.len()).map(|_| None).collect();
     while let Some(joined) = queries.join_next().await {
-        let (index, answer) =
-            joined.map_err(|e| CliError::new(format!("a DNS query failed: {e}")))?;
+        let (index, answer) = joined.map_err(|e| {
+            CliError::new(format!("a DNS query failed: {e}"))
+                .help("run `linkplan verify` again, with -vv for a debug log")
+        })?;
         answers[index] = Some(answer);
     }
     let mut rows = Vec::with_capacity(expected.len());
@@ -156,9 +158,10 @@ fn build_resolver(server: Option<SocketAddr>) -> Result<Resolver<TokioRuntimePro
         // The check uses the named server's response, not the local hosts file.
         options.use_hosts_file = ResolveHosts::Never;
     }
-    builder
-        .build()
-        .map_err(|e| CliError::new(format!("failed to set up the DNS resolver: {e}")))
+    builder.build().map_err(|e| {
+        CliError::new(format!("failed to set up the DNS resolver: {e}"))
+            .help("check the --resolver address, or the system's DNS configuration without it")
+    })
 }
 
 /// Queries the A records of `name`, as a fully qualified name so no search domain is added.
