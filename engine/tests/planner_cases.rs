@@ -986,6 +986,41 @@ fn adopted_zone_plans_adopt_step() {
 }
 
 #[test]
+fn step_reasons_read_as_clauses() {
+    // Views print a step's reason after "because", so each reason needs its own subject.
+    let text = format!(
+        "{}\n[zone]\nadopt = \"ZEXIST1\"\n",
+        support::ONE_SERVICE_CONFIG
+    );
+    let stack = support::stack_from(&text);
+    let planned = plan(&stack, &with_foreign_zone(&stack, HUB_VPC, true));
+    assert_eq!(
+        step(&planned.steps, "zone").reason.as_deref(),
+        Some("it is named in `zone.adopt`")
+    );
+
+    let stack = support::stack_from(support::ONE_SERVICE_CONFIG);
+    let mut observed = converged(&stack);
+    observed.security_groups[0].ingress.push(IngressPermission {
+        protocol: "tcp".to_string(),
+        from_port: Some(443),
+        to_port: Some(443),
+        source: "192.168.0.0/24".to_string(),
+    });
+    let planned = plan(&stack, &observed);
+    let removed: Vec<&Step> = planned
+        .steps
+        .iter()
+        .filter(|s| s.action == Action::Delete)
+        .collect();
+    assert_eq!(removed.len(), 1, "{:?}", addresses(&planned.steps));
+    assert_eq!(
+        removed[0].reason.as_deref(),
+        Some("it is not among the client CIDRs of the config")
+    );
+}
+
+#[test]
 fn unrelated_same_name_zones_are_ignored() {
     let stack = support::stack_from(support::ONE_SERVICE_CONFIG);
     let mut observed = with_foreign_zone(&stack, HUB_VPC, false);
