@@ -1064,6 +1064,56 @@ fn spoke_on_foreign_zone_is_error() {
 // Spokes.
 
 #[test]
+fn spoke_route_table_errors_name_spoke() {
+    let stack = with_spoke("");
+    let mut observed = support::empty_hub(&stack);
+    add_spoke(&mut observed, HUB_ACCOUNT);
+    observed
+        .route_tables
+        .insert("rtb-0000000b".to_string(), None);
+    let errors = plan_errors(&stack, &observed);
+    assert_eq!(
+        error_summaries(&errors),
+        ["route table `rtb-0000000b` of spoke `eu` not found in eu-west-1"]
+    );
+    assert_eq!(
+        errors.0[0].help.as_deref(),
+        Some("check the ids in the `route_table_ids` of spoke `eu`")
+    );
+
+    let hub_table = support::route_table("rtb-0000000b", HUB_VPC, &[]);
+    observed
+        .route_tables
+        .insert("rtb-0000000b".to_string(), Some(hub_table));
+    let errors = plan_errors(&stack, &observed);
+    assert_eq!(
+        error_summaries(&errors),
+        [format!(
+            "route table `rtb-0000000b` of spoke `eu` belongs to VPC `{HUB_VPC}`, not `{SPOKE_VPC}`"
+        )]
+    );
+}
+
+#[test]
+fn hub_route_table_errors_name_hub() {
+    let stack = with_spoke("");
+    let mut observed = support::empty_hub(&stack);
+    add_spoke(&mut observed, HUB_ACCOUNT);
+    observed
+        .route_tables
+        .insert("rtb-0000000a".to_string(), None);
+    let errors = plan_errors(&stack, &observed);
+    assert_eq!(
+        error_summaries(&errors),
+        ["route table `rtb-0000000a` of the hub not found in us-east-1"]
+    );
+    assert_eq!(
+        errors.0[0].help.as_deref(),
+        Some("check the ids in `hub.route_table_ids`")
+    );
+}
+
+#[test]
 fn spoke_steps_run_in_their_contexts() {
     let stack = with_spoke("");
     let mut observed = support::empty_hub(&stack);
