@@ -288,10 +288,16 @@ pub fn parse(path: &str, text: &str) -> Result<Plan, PlanFileError> {
     let table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| not_a_plan(e.message().to_string()))?;
-    let version = table
-        .get("format_version")
-        .and_then(toml::Value::as_integer)
-        .ok_or_else(|| not_a_plan("it has no `format_version`".to_string()))?;
+    let version = match table.get("format_version") {
+        Some(toml::Value::Integer(version)) => *version,
+        Some(other) => {
+            return Err(not_a_plan(format!(
+                "its `format_version` has the wrong type: expected an integer, found {} {other}",
+                other.type_str()
+            )));
+        }
+        None => return Err(not_a_plan("it has no `format_version`".to_string())),
+    };
     if version != i64::from(FORMAT_VERSION) {
         return Err(PlanFileError::UnknownVersion {
             path: path.to_string(),

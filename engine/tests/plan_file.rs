@@ -251,3 +251,41 @@ fn invalid_stack_name_is_rejected() {
         );
     }
 }
+
+#[test]
+fn format_version_of_wrong_type_is_named() {
+    let path = written("version-type", &sample_plan());
+    let text = read_text(&path);
+    let version_line = format!("format_version = {FORMAT_VERSION}\n");
+    let cases = [
+        (
+            format!("format_version = \"{FORMAT_VERSION}\"\n"),
+            format!("string \"{FORMAT_VERSION}\""),
+        ),
+        (
+            format!("format_version = {FORMAT_VERSION}.0\n"),
+            format!("float {FORMAT_VERSION}.0"),
+        ),
+    ];
+    for (line, found) in cases {
+        let edited = text.replacen(&version_line, &line, 1);
+        assert_ne!(
+            edited, text,
+            "the plan file has its format version on a line"
+        );
+        let error = plan_file::parse("web.plan", &edited).expect_err("the plan is rejected");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "`web.plan` is not a linkplan plan file: its `format_version` has the wrong \
+                 type: expected an integer, found {found}"
+            )
+        );
+    }
+    let missing = text.replacen(&version_line, "", 1);
+    let error = plan_file::parse("web.plan", &missing).expect_err("the plan is rejected");
+    assert!(
+        error.to_string().ends_with("it has no `format_version`"),
+        "{error}"
+    );
+}
