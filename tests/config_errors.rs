@@ -163,3 +163,28 @@ fn validate_rejects_shared_service_name() {
     );
     assert!(run.stdout.is_empty(), "{}", run.stdout);
 }
+
+#[test]
+fn error_count_states_what_was_not_done() {
+    let dir = workdir("error-count-outcome");
+    let config = VALID.replace("vpc-0123456789abcdef0", "vpc-12");
+    std::fs::write(dir.join("linkplan.toml"), config).unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["plan"], "\n1 error; nothing was written\n"),
+        (&["validate"], "\n1 error\n"),
+        (&["verify"], "\n1 error; no name was resolved\n"),
+        (
+            &["unlock", "web", "--force", "--config", "linkplan.toml"],
+            "\n1 error; no lock was removed\n",
+        ),
+    ];
+    for (args, ending) in cases {
+        let run = run_offline(&dir, args).expect_code(1);
+        assert!(
+            run.stderr.contains("error: invalid `hub.vpc_id` `vpc-12`"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.ends_with(ending), "{args:?}: {}", run.stderr);
+    }
+}

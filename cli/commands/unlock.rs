@@ -65,7 +65,8 @@ pub async fn run(args: &UnlockArgs, global: &GlobalArgs) -> Result<u8, CliError>
 /// Returns the backend that holds the lock of `args.stack`.
 async fn backend_of(args: &UnlockArgs, global: &GlobalArgs) -> Result<Box<dyn Backend>, CliError> {
     if let Some(path) = &args.config {
-        let loaded = config::load(path).map_err(|d| CliError::diagnostics(&d))?;
+        let loaded = config::load(path)
+            .map_err(|d| CliError::diagnostics_with_outcome(&d, Some("no lock was removed")))?;
         check_stack(&args.stack, &loaded.stack.name, "config", path)?;
         // `plan` writes plans/<name>.plan by default, so a local lock is in plans/.linkplan.
         let plan_path = PathBuf::from("plans").join(format!("{}.plan", loaded.stack.name));

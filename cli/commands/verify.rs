@@ -39,7 +39,7 @@ struct Row {
 
 pub async fn run(args: &VerifyArgs, global: &GlobalArgs) -> Result<u8, CliError> {
     // 1. The config.
-    let loaded = config::load(&args.config.config).map_err(|d| CliError::diagnostics(&d))?;
+    let loaded = config::load(&args.config.config).map_err(|d| verify_errors(&d))?;
     let stack = loaded.stack;
     for warning in loaded.warnings.warnings() {
         eprintln!("{warning}");
@@ -231,13 +231,9 @@ fn answer_text(answer: &Answer) -> String {
     }
 }
 
-/// Wraps the errors found before any query, which name the endpoint or interface at fault.
+/// Wraps the errors found before any query, in the config or in the endpoints and interfaces.
 fn verify_errors(diagnostics: &linkplan_engine::diagnostics::Diagnostics) -> CliError {
-    let errors = diagnostics.errors().count();
-    let noun = if errors == 1 { "error" } else { "errors" };
-    CliError::new(format!(
-        "{diagnostics}\n{errors} {noun}; no name was resolved"
-    ))
+    CliError::diagnostics_with_outcome(diagnostics, Some("no name was resolved"))
 }
 
 /// Builds the error for the names that failed, with advice for the worst verdict among them.
