@@ -28,7 +28,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub no_color: bool,
 
-    /// AWS API endpoint for every EC2, Route 53 and STS client, e.g. a local emulator
+    /// AWS API endpoint for every EC2, Route 53, STS and S3 (state backend) client, e.g. a local
+    /// emulator
     #[arg(
         long,
         global = true,
@@ -39,11 +40,11 @@ pub struct GlobalArgs {
     pub endpoint_url: Option<String>,
 
     /// Seconds to wait for a connection to an AWS endpoint
-    #[arg(long, global = true, default_value_t = 3, value_name = "SECONDS")]
+    #[arg(long, global = true, default_value_t = 3, value_name = "SECONDS", value_parser = parse_timeout)]
     pub connect_timeout: u64,
 
     /// Seconds to wait for the first byte of an AWS response
-    #[arg(long, global = true, default_value_t = 20, value_name = "SECONDS")]
+    #[arg(long, global = true, default_value_t = 20, value_name = "SECONDS", value_parser = parse_timeout)]
     pub read_timeout: u64,
 
     /// Attempts per AWS call, the first included; throttling, 5xx and timeouts are retried
@@ -53,6 +54,18 @@ pub struct GlobalArgs {
     /// More logging on stderr: -v for info, -vv for debug, -vvv for trace (RUST_LOG also works)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// Parses the seconds of `--connect-timeout` or `--read-timeout`. A timeout of 0 would fail
+/// every AWS call, so at least 1 is required.
+fn parse_timeout(value: &str) -> Result<u64, String> {
+    let seconds: u64 = value
+        .parse()
+        .map_err(|_| format!("`{value}` is not a whole number of seconds"))?;
+    if seconds == 0 {
+        return Err("a timeout of 0 s fails every AWS call: use at least 1".to_string());
+    }
+    Ok(seconds)
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,11 +145,12 @@ pub struct InitArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// Stack name written to the config
+    /// Stack name written to the config: lowercase letters, digits and hyphens
     #[arg(long, default_value = "workload-security", value_name = "NAME")]
     pub name: String,
 
-    /// Endpoint service of one host instead of the Workload Security default; repeatable
+    /// Endpoint service of one host (relay, agents, dsmim or app) instead of its Workload
+    /// Security default; repeatable
     #[arg(long = "service", value_name = "HOST=SERVICE_NAME", value_parser = crate::commands::init::parse_service)]
     pub services: Vec<(String, String)>,
 }

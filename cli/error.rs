@@ -36,12 +36,20 @@ impl CliError {
         self
     }
 
-    /// Wraps diagnostics that were already formatted in full.
+    /// Wraps diagnostics that were already formatted in full, for a command that writes a file
+    /// and wrote nothing because of them.
     pub fn diagnostics(diagnostics: &Diagnostics) -> Self {
+        Self::diagnostics_with_outcome(diagnostics, Some("nothing was written"))
+    }
+
+    /// Wraps diagnostics that were already formatted in full, followed by their count and by
+    /// `outcome`, what the command did not do because of them, such as "no name was resolved".
+    pub fn diagnostics_with_outcome(diagnostics: &Diagnostics, outcome: Option<&str>) -> Self {
         let errors = diagnostics.errors().count();
         let noun = if errors == 1 { "error" } else { "errors" };
+        let outcome = outcome.map(|text| format!("; {text}")).unwrap_or_default();
         CliError {
-            message: format!("{diagnostics}\n{errors} {noun}; nothing was written"),
+            message: format!("{diagnostics}\n{errors} {noun}{outcome}"),
             details: Vec::new(),
             help: None,
             code: exit::ERROR,

@@ -15,15 +15,19 @@ pub mod signals;
 
 use std::io::IsTerminal;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::args::{Cli, Command};
 use crate::render::Palette;
 
 /// Runs the command line and returns the process exit code.
 pub fn run() -> u8 {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(error) => {
             // Help and version go to stdout with 0. A usage error exits with 1, not clap's 2,
             // which `plan --detailed-exitcode` uses for "changes present".
@@ -35,6 +39,10 @@ pub fn run() -> u8 {
             };
         }
     };
+    if let Err(error) = check_endpoint_url(&cli, &matches) {
+        eprintln!("{error}");
+        return error.code;
+    }
     let color_allowed = !cli.global.no_color && std::env::var_os("NO_COLOR").is_none();
     let color = color_allowed && std::io::stdout().is_terminal();
     init_logging(
@@ -69,6 +77,39 @@ pub fn run() -> u8 {
             eprintln!("{error}");
             error.code
         }
+    }
+}
+
+/// Checks the endpoint override of a command that may call AWS, so that a malformed URL is
+/// named with where it came from instead of failing inside the first AWS call.
+fn check_endpoint_url(cli: &Cli, matches: &clap::ArgMatches) -> Result<(), error::CliError> {
+    let Some(url) = &cli.global.endpoint_url else {
+        return Ok(());
+    };
+    if !may_call_aws(&cli.command) {
+        return Ok(());
+    }
+    let source = match matches.value_source("endpoint_url") {
+        Some(ValueSource::EnvVariable) => "AWS_ENDPOINT_URL",
+        _ => "--endpoint-url",
+    };
+    commands::check_endpoint_url(url, source)
+}
+
+/// Reports whether `command` may build AWS clients. `unlock` does only with `--config` or
+/// `--plan`, whose backend may be in S3.
+fn may_call_aws(command: &Command) -> bool {
+    match command {
+        Command::Plan(_)
+        | Command::Apply(_)
+        | Command::Rollback(_)
+        | Command::Verify(_)
+        | Command::Init(_) => true,
+        Command::Unlock(args) => args.config.is_some() || args.plan.is_some(),
+        Command::Show(_)
+        | Command::Validate(_)
+        | Command::IamPolicy(_)
+        | Command::Completions(_) => false,
     }
 }
 

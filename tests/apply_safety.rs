@@ -165,3 +165,43 @@ fn silent_endpoint_fails_within_timeouts() {
     assert!(run.stderr.contains("2 attempts"), "{}", run.stderr);
     assert!(!dir.join("plans").exists(), "a plan was written");
 }
+
+#[test]
+fn unlock_rejects_invalid_stack_name() {
+    let dir = workdir(&unique_name("unlock-name"));
+    // A lock-shaped file outside the backend folder, which `../../zz` would name.
+    let outside = dir.join("zz/lock");
+    std::fs::create_dir_all(outside.parent().unwrap()).unwrap();
+    std::fs::write(&outside, "{}").unwrap();
+    std::fs::create_dir_all(dir.join("plans/.linkplan")).unwrap();
+
+    for stack in ["../../zz", "a/b", "..", "Web", ""] {
+        let refused = common::run_offline(&dir, &["unlock", stack, "--force"]).expect_code(1);
+        assert!(
+            refused
+                .stderr
+                .contains(&format!("error: invalid stack name `{stack}`")),
+            "{}",
+            refused.stderr
+        );
+        assert!(
+            refused
+                .stderr
+                .contains("help: pass the `name` of the stack's config"),
+            "{}",
+            refused.stderr
+        );
+        assert!(
+            outside.exists(),
+            "unlock {stack:?} removed a file outside the backend"
+        );
+    }
+    let with_plan = ["unlock", "../../zz", "--force", "--plan", "missing.plan"];
+    let refused = common::run_offline(&dir, &with_plan).expect_code(1);
+    assert!(
+        refused.stderr.contains("invalid stack name"),
+        "the name is checked before the plan file is read: {}",
+        refused.stderr
+    );
+    assert!(outside.exists());
+}

@@ -137,3 +137,54 @@ fn validate_accepts_valid_config() {
         run.stdout
     );
 }
+
+#[test]
+fn validate_rejects_shared_service_name() {
+    let dir = workdir("validate-shared-service");
+    let config = format!(
+        "{VALID}\n[services]\n\
+         relay = \"com.amazonaws.vpce.us-east-1.vpce-svc-0ca160f19663f348e\"\n\
+         agents = \"com.amazonaws.vpce.us-east-1.vpce-svc-0ca160f19663f348e\"\n"
+    );
+    std::fs::write(dir.join("linkplan.toml"), config).unwrap();
+    let run = run_offline(&dir, &["validate"]).expect_code(1);
+    assert!(
+        run.stderr.contains(
+            "error: endpoint service `com.amazonaws.vpce.us-east-1.vpce-svc-0ca160f19663f348e` \
+             of `agents` is also the service of `relay`"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("--> linkplan.toml:10:10"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}
+
+#[test]
+fn error_count_states_what_was_not_done() {
+    let dir = workdir("error-count-outcome");
+    let config = VALID.replace("vpc-0123456789abcdef0", "vpc-12");
+    std::fs::write(dir.join("linkplan.toml"), config).unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["plan"], "\n1 error; nothing was written\n"),
+        (&["validate"], "\n1 error\n"),
+        (&["verify"], "\n1 error; no name was resolved\n"),
+        (
+            &["unlock", "web", "--force", "--config", "linkplan.toml"],
+            "\n1 error; no lock was removed\n",
+        ),
+    ];
+    for (args, ending) in cases {
+        let run = run_offline(&dir, args).expect_code(1);
+        assert!(
+            run.stderr.contains("error: invalid `hub.vpc_id` `vpc-12`"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.ends_with(ending), "{args:?}: {}", run.stderr);
+    }
+}

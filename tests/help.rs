@@ -120,6 +120,55 @@ fn golden_files_match_commands() {
     );
 }
 
+#[test]
+fn readme_lists_every_flag() {
+    use clap::CommandFactory;
+
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md is readable");
+    // NOTE: the README's rollback row does not list these flags yet.
+    let unlisted = [
+        ("rollback", "--auto-approve"),
+        ("rollback", "--wait-timeout"),
+    ];
+    let cli = linkplan::args::Cli::command();
+    for command in cli.get_subcommands() {
+        let name = command.get_name();
+        let prefix = format!("| `linkplan {name} ");
+        let rows: Vec<&str> = readme
+            .lines()
+            .filter(|line| line.starts_with(&prefix))
+            .collect();
+        assert!(!rows.is_empty(), "the README has no row for `{name}`");
+        let arguments = command.get_arguments().filter(|arg| !arg.is_global_set());
+        for argument in arguments {
+            if let Some(long) = argument.get_long() {
+                let flag = format!("--{long}");
+                if unlisted.contains(&(name, flag.as_str())) {
+                    continue;
+                }
+                assert!(
+                    rows.iter().any(|row| row.contains(&flag)),
+                    "the README's rows for `{name}` do not list {flag}:\n{}",
+                    rows.join("\n")
+                );
+            }
+            // A switch such as --force has the values true and false, which are never typed.
+            if !argument.get_action().takes_values() {
+                continue;
+            }
+            for value in argument.get_possible_values() {
+                assert!(
+                    rows.iter().any(|row| row.contains(value.get_name())),
+                    "the README's rows for `{name}` do not list `{}`:\n{}",
+                    value.get_name(),
+                    rows.join("\n")
+                );
+            }
+        }
+    }
+}
+
 /// Runs `args` in a fresh folder prepared by `prepare`, and compares stderr with the golden
 /// file `help/error-NAME.txt`.
 fn assert_error_golden(name: &str, args: &[&str], prepare: impl FnOnce(&Path)) {
@@ -168,6 +217,15 @@ fn error_init_invalid_vpc() {
 }
 
 #[test]
+fn error_init_invalid_name() {
+    assert_error_golden(
+        "init-invalid-name",
+        &["init", "--vpc", "vpc-0123456789abcdef0", "--name", "Hub"],
+        |_| {},
+    );
+}
+
+#[test]
 fn error_init_invalid_service() {
     assert_error_golden(
         "init-invalid-service",
@@ -195,6 +253,65 @@ fn error_init_region_without_services() {
         ],
         |_| {},
     );
+}
+
+/// Writes a valid hub config into `dir`, for commands that would read the live state.
+fn write_hub_config(dir: &Path) {
+    let text = "name = \"web\"\n[hub]\nregion = \"us-east-1\"\nvpc_id = \"vpc-0123456789abcdef0\"\n\
+                subnet_ids = [\"subnet-0123456789abcdef0\"]\n";
+    std::fs::write(dir.join("linkplan.toml"), text).unwrap();
+}
+
+#[test]
+fn error_zero_timeout() {
+    assert_error_golden(
+        "zero-timeout",
+        &["plan", "--read-timeout", "0"],
+        write_hub_config,
+    );
+    let dir = workdir("help-zero-connect-timeout");
+    write_hub_config(&dir);
+    let run = linkplan(&dir, &["plan", "--connect-timeout", "0"]).expect_code(1);
+    assert!(
+        run.stderr
+            .contains("invalid value '0' for '--connect-timeout <SECONDS>'"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn error_endpoint_url_flag() {
+    assert_error_golden(
+        "endpoint-url-flag",
+        &["plan", "--endpoint-url", "notaurl"],
+        write_hub_config,
+    );
+}
+
+/// Runs `linkplan ARGS` in a new folder with a hub config and `AWS_ENDPOINT_URL` set to `url`.
+fn run_with_endpoint_variable(name: &str, args: &[&str], url: &str) -> Run {
+    let dir = workdir(name);
+    write_hub_config(&dir);
+    let output = command(&dir, args)
+        .env("AWS_ENDPOINT_URL", url)
+        .output()
+        .expect("linkplan runs");
+    Run::from(output)
+}
+
+#[test]
+fn error_endpoint_url_variable() {
+    let run = run_with_endpoint_variable("help-error-endpoint-url-variable", &["plan"], "notaurl");
+    let run = run.expect_code(1);
+    assert_golden("help/error-endpoint-url-variable.txt", &run.stderr);
+}
+
+#[test]
+fn endpoint_url_unused_offline() {
+    // Commands that make no AWS call ignore a malformed endpoint override.
+    let run = run_with_endpoint_variable("help-endpoint-url-offline", &["validate"], "notaurl");
+    run.expect_code(0);
 }
 
 #[test]

@@ -243,3 +243,108 @@ fn init_rejects_unknown_service() {
     );
     assert!(!dir.join("linkplan.toml").exists());
 }
+
+/// Runs `linkplan init ARGS` in a new folder through a fault proxy in front of moto, and returns
+/// the run, the number of AWS requests it made and the folder.
+fn init_through_proxy(name: &str, args: &[&str]) -> (common::Run, usize, std::path::PathBuf) {
+    let server = moto();
+    let proxy = linkplan_testkit::FaultProxy::start(&server.endpoint);
+    let dir = workdir(&unique_name(name));
+    let run = common::run_via(&proxy, &dir, &[&["init"], args].concat());
+    (run, proxy.requests().len(), dir)
+}
+
+#[test]
+fn init_checks_arguments_before_aws() {
+    let service = "com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0";
+    let relay_default = "com.amazonaws.vpce.us-east-1.vpce-svc-0ca160f19663f348e";
+    let vpc = "vpc-0123456789abcdef0";
+    let agents = format!("agents={relay_default}");
+    let relay_twice = [format!("relay={service}"), format!("relay={service}")];
+    let other_region = "relay=com.amazonaws.vpce.eu-west-1.vpce-svc-0123456789abcdef0";
+    let cases: Vec<(Vec<&str>, &str, &str)> = vec![
+        (
+            vec!["--vpc", vpc, "--name", "BAD"],
+            "error: invalid stack name `BAD` in --name",
+            "help: use 1 to 64 lowercase letters, digits and hyphens, starting with a letter",
+        ),
+        (
+            vec!["--vpc", vpc, "--name", "../x"],
+            "error: invalid stack name `../x` in --name",
+            "help: use 1 to 64",
+        ),
+        (
+            vec!["--vpc", "vpc-12"],
+            "error: invalid VPC id `vpc-12` in --vpc",
+            "help: use an id of the form vpc-",
+        ),
+        (
+            vec!["--vpc", vpc, "--region", "useast1"],
+            "error: invalid region `useast1` in --region",
+            "help: use an AWS region code",
+        ),
+        (
+            vec![
+                "--vpc",
+                vpc,
+                "--service",
+                &relay_twice[0],
+                "--service",
+                &relay_twice[1],
+            ],
+            "error: --service names host `relay` twice",
+            "help: pass one --service HOST=SERVICE_NAME per host",
+        ),
+        (
+            vec!["--vpc", vpc, "--service", other_region],
+            "error: --service relay=com.amazonaws.vpce.eu-west-1.vpce-svc-0123456789abcdef0 \
+             names a service in eu-west-1, but --region is us-east-1",
+            "help: interface endpoints reach services of their own region only",
+        ),
+        (
+            vec!["--vpc", vpc, "--service", &agents],
+            "error: endpoint service `com.amazonaws.vpce.us-east-1.vpce-svc-0ca160f19663f348e` \
+             would serve both `agents` and `relay`",
+            "help: give each host its own service",
+        ),
+        (
+            vec!["--vpc", vpc, "--config", "."],
+            "error: --config `.` is a folder",
+            "help: name the config file to write",
+        ),
+    ];
+    for (args, error, help) in cases {
+        let (run, requests, dir) = init_through_proxy("init-args", &args);
+        let run = run.expect_code(1);
+        assert!(run.stderr.contains(error), "{args:?}:\n{}", run.stderr);
+        assert!(run.stderr.contains(help), "{args:?}:\n{}", run.stderr);
+        assert_eq!(requests, 0, "{args:?} made AWS calls:\n{}", run.stderr);
+        assert!(
+            !dir.join("linkplan.toml").exists(),
+            "{args:?} wrote a config"
+        );
+    }
+}
+
+#[test]
+fn init_rejects_unknown_host() {
+    let args = [
+        "--vpc",
+        "vpc-0123456789abcdef0",
+        "--service",
+        "agent=com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0",
+    ];
+    let (run, requests, dir) = init_through_proxy("init-host", &args);
+    let run = run.expect_code(1);
+    assert!(
+        run.stderr.contains(
+            "error: invalid value 'agent=com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0' \
+             for '--service <HOST=SERVICE_NAME>': unknown host `agent`: use one of relay, agents, \
+             dsmim, app"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(requests, 0, "AWS calls were made:\n{}", run.stderr);
+    assert!(!dir.join("linkplan.toml").exists());
+}

@@ -318,7 +318,7 @@ async fn conflicting_route_fails_and_identical_is_kept() {
         .unwrap();
     let failed = run(server, &dir, &["plan", "--out", "p.plan"]).expect_code(1);
     let expected = format!(
-        "error: route table `{}` already routes 10.61.0.0/16 to `{gateway}`",
+        "error: route table `{}` of the hub already routes 10.61.0.0/16 to `{gateway}`",
         hub.route_table_ids[0]
     );
     assert!(failed.stderr.contains(&expected), "{}", failed.stderr);

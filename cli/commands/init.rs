@@ -1,7 +1,7 @@
 //! `linkplan init`: discovers a VPC and writes a first, commented `linkplan.toml` for it.
 //!
-//! 1. An existing config file is kept unless `--force` is given; this is checked before any
-//!    AWS call.
+//! 1. Every argument is checked before any AWS call, with an error that names its flag. An
+//!    existing config file is kept unless `--force` is given.
 //! 2. The VPC, its subnets, their route tables and the zones each endpoint service offers are
 //!    read (`linkplan_aws::discover`).
 //! 3. One subnet is picked per zone that every service offers, a private one when the zone
@@ -24,7 +24,8 @@ use crate::error::CliError;
 use crate::exit;
 use crate::progress;
 
-/// Parses a `--service HOST=SERVICE_NAME` value.
+/// Parses a `--service HOST=SERVICE_NAME` value, whose host must be one of the Workload
+/// Security hosts.
 pub fn parse_service(value: &str) -> Result<(String, String), String> {
     let Some((host, name)) = value.split_once('=') else {
         return Err(format!(
@@ -44,6 +45,16 @@ pub fn parse_service(value: &str) -> Result<(String, String), String> {
              letters, digits and hyphens"
         ));
     }
+    if !WORKLOAD_SECURITY
+        .services
+        .iter()
+        .any(|(known, _)| *known == host)
+    {
+        return Err(format!(
+            "unknown host `{host}`: use one of {}",
+            known_hosts().join(", ")
+        ));
+    }
     if config::service_region(name.trim()).is_none() {
         return Err(format!(
             "invalid endpoint service name `{name}`: use the form \
@@ -55,15 +66,9 @@ pub fn parse_service(value: &str) -> Result<(String, String), String> {
 
 pub async fn run(args: &InitArgs, global: &GlobalArgs) -> Result<u8, CliError> {
     // 1. Inputs, checked before any call.
-    if args.config.exists() && !args.force {
-        return Err(CliError::new(format!(
-            "config file `{}` already exists",
-            args.config.display()
-        ))
-        .help("pass --force to overwrite it, or --config to write another file"));
-    }
     check_inputs(args)?;
     let services = services_of(args);
+    check_services(&services)?;
     if services.is_empty() {
         return Err(CliError::new(format!(
             "no endpoint service is known for region {}",
@@ -149,20 +154,52 @@ pub async fn run(args: &InitArgs, global: &GlobalArgs) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
+/// Checks every argument that needs no AWS call, so that a wrong one fails before the VPC is
+/// read, with an error that names its flag.
 fn check_inputs(args: &InitArgs) -> Result<(), CliError> {
+    if args.config.is_dir() {
+        return Err(
+            CliError::new(format!("--config `{}` is a folder", args.config.display()))
+                .help("name the config file to write, such as --config stacks/hub.toml"),
+        );
+    }
+    if args.config.exists() && !args.force {
+        return Err(CliError::new(format!(
+            "config file `{}` already exists",
+            args.config.display()
+        ))
+        .help("pass --force to overwrite it, or --config to write another file"));
+    }
     if !config::is_aws_id(&args.vpc, "vpc") {
-        return Err(CliError::new(format!("invalid VPC id `{}`", args.vpc))
-            .help("use an id of the form vpc- followed by 8 or 17 hexadecimal digits"));
+        return Err(
+            CliError::new(format!("invalid VPC id `{}` in --vpc", args.vpc))
+                .help("use an id of the form vpc- followed by 8 or 17 hexadecimal digits"),
+        );
     }
     if !config::is_region(&args.region) {
-        return Err(CliError::new(format!("invalid region `{}`", args.region))
-            .help("use an AWS region code such as us-east-1"));
+        return Err(
+            CliError::new(format!("invalid region `{}` in --region", args.region))
+                .help("use an AWS region code such as us-east-1"),
+        );
     }
+    if !config::is_stack_name(&args.name) {
+        return Err(
+            CliError::new(format!("invalid stack name `{}` in --name", args.name))
+                .help(format!("use {}", config::STACK_NAME_RULE)),
+        );
+    }
+    let mut hosts = BTreeSet::new();
     for (host, name) in &args.services {
+        if !hosts.insert(host) {
+            return Err(
+                CliError::new(format!("--service names host `{host}` twice"))
+                    .help("pass one --service HOST=SERVICE_NAME per host"),
+            );
+        }
         let region = config::service_region(name).unwrap_or_default();
         if region != args.region {
             return Err(CliError::new(format!(
-                "endpoint service `{name}` of `{host}` is in {region}, not in {}",
+                "--service {host}={name} names a service in {region}, but --region is {}",
                 args.region
             ))
             .help("interface endpoints reach services of their own region only; pass --region or another service"));
@@ -171,8 +208,36 @@ fn check_inputs(args: &InitArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Returns the service of each host: the Workload Security defaults of the region, with the
-/// `--service` values replacing or adding to them.
+/// Checks that no two hosts of `services` share an endpoint service, which `validate` rejects
+/// in a config.
+fn check_services(services: &BTreeMap<String, String>) -> Result<(), CliError> {
+    let mut host_of: BTreeMap<&str, &str> = BTreeMap::new();
+    for (host, name) in services {
+        if let Some(other) = host_of.insert(name, host) {
+            return Err(CliError::new(format!(
+                "endpoint service `{name}` would serve both `{other}` and `{host}`"
+            ))
+            .help(
+                "give each host its own service: --service replaces the Workload Security \
+                 default of one host",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Returns the Workload Security hosts, in the order the provider lists them.
+fn known_hosts() -> Vec<&'static str> {
+    WORKLOAD_SECURITY
+        .services
+        .iter()
+        .map(|(host, _)| *host)
+        .collect()
+}
+
+/// Returns the service of each host. In the region of the Workload Security services these are
+/// the defaults, each `--service` value replacing the default of its host. Another region has
+/// no defaults, so there only the `--service` values are used.
 fn services_of(args: &InitArgs) -> BTreeMap<String, String> {
     let mut services: BTreeMap<String, String> = BTreeMap::new();
     if args.region == WORKLOAD_SECURITY.region {
@@ -558,6 +623,16 @@ mod tests {
     fn service_flag_without_equals_is_rejected() {
         let error = parse_service("relay").unwrap_err();
         assert!(error.contains("HOST=SERVICE_NAME"), "{error}");
+    }
+
+    #[test]
+    fn service_flag_with_unknown_host_is_rejected() {
+        let error = parse_service("agent=com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0")
+            .unwrap_err();
+        assert_eq!(
+            error,
+            "unknown host `agent`: use one of relay, agents, dsmim, app"
+        );
     }
 
     #[test]

@@ -31,6 +31,35 @@ pub async fn provider(stack: &Stack, global: &GlobalArgs) -> Result<Arc<dyn Prov
     Ok(Arc::new(provider))
 }
 
+/// Checks that `url`, the endpoint override read from `source` (`--endpoint-url` or
+/// `AWS_ENDPOINT_URL`), is an http or https URL with a host. The AWS SDK rejects a malformed
+/// one only when it builds the first request, with that request's debug text as the message.
+pub fn check_endpoint_url(url: &str, source: &str) -> Result<(), CliError> {
+    let problem = match url::Url::parse(url) {
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            "it has no scheme such as http://".to_string()
+        }
+        Err(error) => error.to_string(),
+        Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => {
+            format!("its scheme `{}` is not http or https", parsed.scheme())
+        }
+        Ok(parsed) if parsed.host_str().is_none_or(str::is_empty) => "it has no host".to_string(),
+        Ok(_) => return Ok(()),
+    };
+    let unset = if source == "AWS_ENDPOINT_URL" {
+        "unset AWS_ENDPOINT_URL"
+    } else {
+        "leave out --endpoint-url"
+    };
+    Err(CliError::new(format!(
+        "invalid endpoint URL `{url}` in {source}: {problem}"
+    ))
+    .help(format!(
+        "use an http or https URL with a host, such as http://127.0.0.1:5000, or {unset} \
+                 to call the AWS endpoints"
+    )))
+}
+
 /// Returns the endpoint, timeouts and retries of the global flags.
 pub fn provider_options(global: &GlobalArgs) -> ProviderOptions {
     let defaults = Timeouts::default();
@@ -147,4 +176,57 @@ pub fn aws_error(error: ProviderError) -> CliError {
         _ => "see the AWS error above; docs/troubleshooting.md lists common codes",
     };
     CliError::new(error.to_string()).help(help)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_urls_with_scheme_and_host_pass() {
+        for url in [
+            "http://127.0.0.1:5000",
+            "https://ec2.us-east-1.amazonaws.com",
+            "http://localhost:4566/",
+            "http://[::1]:5000",
+        ] {
+            assert!(check_endpoint_url(url, "--endpoint-url").is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn malformed_endpoint_urls_are_named() {
+        let cases = [
+            ("notaurl", "it has no scheme such as http://"),
+            ("127.0.0.1:5000", "it has no scheme such as http://"),
+            (
+                "localhost:5000",
+                "its scheme `localhost` is not http or https",
+            ),
+            ("ftp://127.0.0.1", "its scheme `ftp` is not http or https"),
+            ("http://", "empty host"),
+            ("http://127.0.0.1:99999", "invalid port number"),
+        ];
+        for (url, problem) in cases {
+            let error = check_endpoint_url(url, "--endpoint-url").unwrap_err();
+            assert_eq!(
+                error.message,
+                format!("invalid endpoint URL `{url}` in --endpoint-url: {problem}")
+            );
+            let help = error.help.unwrap_or_default();
+            assert!(help.contains("such as http://127.0.0.1:5000"), "{help}");
+            assert!(help.contains("leave out --endpoint-url"), "{help}");
+        }
+    }
+
+    #[test]
+    fn endpoint_url_from_environment_is_named() {
+        let error = check_endpoint_url("notaurl", "AWS_ENDPOINT_URL").unwrap_err();
+        assert_eq!(
+            error.message,
+            "invalid endpoint URL `notaurl` in AWS_ENDPOINT_URL: it has no scheme such as http://"
+        );
+        let help = error.help.unwrap_or_default();
+        assert!(help.contains("unset AWS_ENDPOINT_URL"), "{help}");
+    }
 }

@@ -19,6 +19,16 @@ use crate::error::CliError;
 use crate::exit;
 
 pub async fn run(args: &UnlockArgs, global: &GlobalArgs) -> Result<u8, CliError> {
+    // The name becomes a folder of the local backend and a key segment of the S3 one, so a
+    // name such as `../x` must never reach a backend.
+    if !config::is_stack_name(&args.stack) {
+        return Err(
+            CliError::new(format!("invalid stack name `{}`", args.stack)).help(format!(
+                "pass the `name` of the stack's config: {}",
+                config::STACK_NAME_RULE
+            )),
+        );
+    }
     let backend = backend_of(args, global).await?;
     let location = backend.lock_location(&args.stack);
     let Some(holder) = backend
@@ -55,7 +65,8 @@ pub async fn run(args: &UnlockArgs, global: &GlobalArgs) -> Result<u8, CliError>
 /// Returns the backend that holds the lock of `args.stack`.
 async fn backend_of(args: &UnlockArgs, global: &GlobalArgs) -> Result<Box<dyn Backend>, CliError> {
     if let Some(path) = &args.config {
-        let loaded = config::load(path).map_err(|d| CliError::diagnostics(&d))?;
+        let loaded = config::load(path)
+            .map_err(|d| CliError::diagnostics_with_outcome(&d, Some("no lock was removed")))?;
         check_stack(&args.stack, &loaded.stack.name, "config", path)?;
         // `plan` writes plans/<name>.plan by default, so a local lock is in plans/.linkplan.
         let plan_path = PathBuf::from("plans").join(format!("{}.plan", loaded.stack.name));

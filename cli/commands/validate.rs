@@ -7,7 +7,9 @@ use crate::error::CliError;
 use crate::exit;
 
 pub fn run(args: &ConfigArgs) -> Result<u8, CliError> {
-    let loaded = config::load(&args.config).map_err(|d| CliError::diagnostics(&d))?;
+    // validate never writes anything, so the error count is printed alone.
+    let loaded =
+        config::load(&args.config).map_err(|d| CliError::diagnostics_with_outcome(&d, None))?;
     for warning in loaded.warnings.warnings() {
         eprintln!("{warning}");
     }

@@ -39,7 +39,7 @@ struct Row {
 
 pub async fn run(args: &VerifyArgs, global: &GlobalArgs) -> Result<u8, CliError> {
     // 1. The config.
-    let loaded = config::load(&args.config.config).map_err(|d| CliError::diagnostics(&d))?;
+    let loaded = config::load(&args.config.config).map_err(|d| verify_errors(&d))?;
     let stack = loaded.stack;
     for warning in loaded.warnings.warnings() {
         eprintln!("{warning}");
@@ -78,8 +78,10 @@ pub async fn run(args: &VerifyArgs, global: &GlobalArgs) -> Result<u8, CliError>
     }
     let mut answers: Vec<Option<Answer>> = (0..expected.len()).map(|_| None).collect();
     while let Some(joined) = queries.join_next().await {
-        let (index, answer) =
-            joined.map_err(|e| CliError::new(format!("a DNS query failed: {e}")))?;
+        let (index, answer) = joined.map_err(|e| {
+            CliError::new(format!("a DNS query failed: {e}"))
+                .help("run `linkplan verify` again, with -vv for a debug log")
+        })?;
         answers[index] = Some(answer);
     }
     let mut rows = Vec::with_capacity(expected.len());
@@ -156,9 +158,10 @@ fn build_resolver(server: Option<SocketAddr>) -> Result<Resolver<TokioRuntimePro
         // The check uses the named server's response, not the local hosts file.
         options.use_hosts_file = ResolveHosts::Never;
     }
-    builder
-        .build()
-        .map_err(|e| CliError::new(format!("failed to set up the DNS resolver: {e}")))
+    builder.build().map_err(|e| {
+        CliError::new(format!("failed to set up the DNS resolver: {e}"))
+            .help("check the --resolver address, or the system's DNS configuration without it")
+    })
 }
 
 /// Queries the A records of `name`, as a fully qualified name so no search domain is added.
@@ -228,13 +231,9 @@ fn answer_text(answer: &Answer) -> String {
     }
 }
 
-/// Wraps the errors found before any query, which name the endpoint or interface at fault.
+/// Wraps the errors found before any query, in the config or in the endpoints and interfaces.
 fn verify_errors(diagnostics: &linkplan_engine::diagnostics::Diagnostics) -> CliError {
-    let errors = diagnostics.errors().count();
-    let noun = if errors == 1 { "error" } else { "errors" };
-    CliError::new(format!(
-        "{diagnostics}\n{errors} {noun}; no name was resolved"
-    ))
+    CliError::diagnostics_with_outcome(diagnostics, Some("no name was resolved"))
 }
 
 /// Builds the error for the names that failed, with advice for the worst verdict among them.

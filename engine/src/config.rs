@@ -373,17 +373,11 @@ impl Validator<'_> {
 
     fn stack_name(&mut self, name: &Spanned<String>) -> String {
         let value = name.get_ref();
-        let valid = !value.is_empty()
-            && value.len() <= 64
-            && value.starts_with(|c: char| c.is_ascii_lowercase())
-            && value
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !valid {
+        if !is_stack_name(value) {
             self.error(
                 name.span(),
                 format!("invalid stack name `{value}`"),
-                "use 1 to 64 lowercase letters, digits and hyphens, starting with a letter",
+                &format!("use {STACK_NAME_RULE}"),
             );
         }
         value.clone()
@@ -514,6 +508,8 @@ impl Validator<'_> {
         };
 
         let mut services = Vec::new();
+        // The span of each service name, to find repeated names in the order of the file.
+        let mut name_spans = Vec::new();
         for (host, entry) in raw {
             let entry_span = entry.span();
             let entry = entry.into_inner();
@@ -545,6 +541,7 @@ impl Validator<'_> {
                 ),
                 Some(_) => {}
             }
+            name_spans.push(name_span.clone());
             let private_dns = entry.private_dns.map(Spanned::into_inner).unwrap_or(false);
             services.push(Service {
                 host: host.into_inner(),
@@ -552,6 +549,7 @@ impl Validator<'_> {
                 private_dns,
             });
         }
+        self.repeated_service_names(&services, &name_spans);
         if services.is_empty() {
             self.findings.push(
                 Diagnostic::error("[services] lists no endpoint service").with_help(
@@ -560,6 +558,30 @@ impl Validator<'_> {
             );
         }
         services
+    }
+
+    /// Reports each service name of `services` that an earlier host in the file has too.
+    /// `name_spans` has the span of each service's name, in the same order.
+    fn repeated_service_names(&mut self, services: &[Service], name_spans: &[Range<usize>]) {
+        let mut in_file_order: Vec<(&Service, &Range<usize>)> =
+            services.iter().zip(name_spans).collect();
+        in_file_order.sort_by_key(|(_, span)| span.start);
+        let mut first_host_of: BTreeMap<&str, &str> = BTreeMap::new();
+        for (service, span) in in_file_order {
+            let name = service.service_name.as_str();
+            let Some(first) = first_host_of.get(name) else {
+                first_host_of.insert(name, &service.host);
+                continue;
+            };
+            self.error(
+                span.clone(),
+                format!(
+                    "endpoint service `{name}` of `{}` is also the service of `{first}`",
+                    service.host
+                ),
+                "give each host the endpoint service the provider published for it",
+            );
+        }
     }
 
     fn zone(&mut self, raw: Option<RawZone>, saas: &Saas) -> Zone {
@@ -813,6 +835,21 @@ impl Validator<'_> {
     }
 }
 
+/// The rule for stack names, as the advice on an invalid one states it.
+pub const STACK_NAME_RULE: &str =
+    "1 to 64 lowercase letters, digits and hyphens, starting with a letter";
+
+/// Reports whether `name` is a valid stack name: 1 to 64 lowercase letters, digits and hyphens,
+/// starting with a letter. The backends use the name as a folder or key segment, so a valid
+/// name has no `/`, `.` or `..`.
+pub fn is_stack_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 /// Reports whether `name` follows the naming rules of S3 general purpose buckets. A name has 3
 /// to 63 lowercase letters, digits, hyphens and dots, and starts and ends with a letter or digit.
 /// It has no two dots in a row and is not shaped like an IPv4 address.
@@ -1007,6 +1044,43 @@ subnet_ids = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
     }
 
     #[test]
+    fn duplicate_service_name_is_located() {
+        let text = format!(
+            "{MINIMAL}[services]\n\
+             agents = \"com.amazonaws.vpce.us-east-1.vpce-svc-0ecb2dc36c34b3aef\"\n\
+             relay = \"com.amazonaws.vpce.us-east-1.vpce-svc-0ecb2dc36c34b3aef\"\n"
+        );
+        let found = errors(&text);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].summary,
+            "endpoint service `com.amazonaws.vpce.us-east-1.vpce-svc-0ecb2dc36c34b3aef` of \
+             `relay` is also the service of `agents`"
+        );
+        let location = found[0].location.as_ref().unwrap();
+        assert_eq!((location.line, location.column), (9, 9));
+    }
+
+    #[test]
+    fn duplicate_service_name_in_table_is_located() {
+        let text = format!(
+            "{MINIMAL}[services]\n\
+             agents = \"com.amazonaws.vpce.us-east-1.vpce-svc-0ecb2dc3\"\n\
+             [services.relay]\n\
+             service_name = \"com.amazonaws.vpce.us-east-1.vpce-svc-0ecb2dc3\"\n"
+        );
+        let found = errors(&text);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].summary.contains("is also the service of `agents`"),
+            "{}",
+            found[0].summary
+        );
+        let location = found[0].location.as_ref().unwrap();
+        assert_eq!((location.line, location.column), (10, 16));
+    }
+
+    #[test]
     fn service_table_form_is_accepted() {
         let text = format!(
             "{MINIMAL}[services.agents]\nservice_name = \"com.amazonaws.vpce.us-east-1.vpce-svc-0ecb2dc3\"\nprivate_dns = true\n"
@@ -1194,6 +1268,22 @@ subnet_ids = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
             "{}",
             missing[0].summary
         );
+    }
+
+    #[test]
+    fn stack_name_shapes() {
+        assert!(is_stack_name("workload-security"));
+        assert!(is_stack_name("a"));
+        assert!(is_stack_name(&"a".repeat(64)));
+        assert!(!is_stack_name(""));
+        assert!(!is_stack_name(&"a".repeat(65)));
+        assert!(!is_stack_name("Web"));
+        assert!(!is_stack_name("1web"));
+        assert!(!is_stack_name("-web"));
+        assert!(!is_stack_name("web_1"));
+        assert!(!is_stack_name("../../zz"));
+        assert!(!is_stack_name("a/b"));
+        assert!(!is_stack_name(".."));
     }
 
     #[test]

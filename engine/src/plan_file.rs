@@ -288,10 +288,16 @@ pub fn parse(path: &str, text: &str) -> Result<Plan, PlanFileError> {
     let table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| not_a_plan(e.message().to_string()))?;
-    let version = table
-        .get("format_version")
-        .and_then(toml::Value::as_integer)
-        .ok_or_else(|| not_a_plan("it has no `format_version`".to_string()))?;
+    let version = match table.get("format_version") {
+        Some(toml::Value::Integer(version)) => *version,
+        Some(other) => {
+            return Err(not_a_plan(format!(
+                "its `format_version` has the wrong type: expected an integer, found {} {other}",
+                other.type_str()
+            )));
+        }
+        None => return Err(not_a_plan("it has no `format_version`".to_string())),
+    };
     if version != i64::from(FORMAT_VERSION) {
         return Err(PlanFileError::UnknownVersion {
             path: path.to_string(),
@@ -326,7 +332,16 @@ pub fn parse(path: &str, text: &str) -> Result<Plan, PlanFileError> {
 
     let mut table = table;
     table.remove("integrity");
-    table
+    let plan: Plan = table
         .try_into()
-        .map_err(|e: toml::de::Error| not_a_plan(e.message().to_string()))
+        .map_err(|e: toml::de::Error| not_a_plan(e.message().to_string()))?;
+    // The digest proves no origin, so a file can be made by hand. The stack name becomes a
+    // folder of the local backend and a key segment of the S3 one, where `../x` would reach
+    // files or keys outside the stack's own.
+    for name in [&plan.stack_name, &plan.stack.name] {
+        if !crate::config::is_stack_name(name) {
+            return Err(not_a_plan(format!("its stack name `{name}` is invalid")));
+        }
+    }
+    Ok(plan)
 }

@@ -662,7 +662,7 @@ impl<'a> Planner<'a> {
                 action: Action::Delete,
                 context: self.hub_context(),
                 id: Some(observed.group_id.clone()),
-                reason: Some("not among the client CIDRs of the config".to_string()),
+                reason: Some("it is not among the client CIDRs of the config".to_string()),
                 depends_on: Vec::new(),
                 before: Some(Resource::IngressRule(rule)),
                 after: None,
@@ -1005,7 +1005,7 @@ impl<'a> Planner<'a> {
                 action: Action::Adopt,
                 context: self.hub_context(),
                 id: Some(zone.zone_id.clone()),
-                reason: Some("named in `zone.adopt`".to_string()),
+                reason: Some("it is named in `zone.adopt`".to_string()),
                 depends_on: Vec::new(),
                 before: Some(resource(zone.tags.clone())),
                 after: Some(resource(tags)),
@@ -1379,39 +1379,44 @@ impl<'a> Planner<'a> {
             .vpc(&spoke.vpc_id)
             .map(|v| v.cidrs.clone())
             .unwrap_or_default();
+        // Each side's tables, with the owner and the config key that the errors name.
         let sides = [
             (
                 self.stack.hub.route_table_ids.clone(),
                 spoke_cidrs,
                 self.hub_context(),
                 &self.stack.hub.vpc_id,
+                "the hub".to_string(),
+                "`hub.route_table_ids`".to_string(),
             ),
             (
                 spoke.route_table_ids.clone(),
                 hub_cidrs,
                 context.clone(),
                 &spoke.vpc_id,
+                format!("spoke `{}`", spoke.name),
+                format!("the `route_table_ids` of spoke `{}`", spoke.name),
             ),
         ];
-        for (tables, destinations, side_context, vpc_id) in sides {
+        for (tables, destinations, side_context, vpc_id, owner, key) in sides {
             for table_id in &tables {
                 let Some(table) = self.observed.route_table(table_id) else {
                     self.error(
                         Diagnostic::error(format!(
-                            "route table `{table_id}` not found in {}",
+                            "route table `{table_id}` of {owner} not found in {}",
                             side_context.region
                         ))
-                        .with_help("check the route table ids of the config"),
+                        .with_help(format!("check the ids in {key}")),
                     );
                     continue;
                 };
                 if &table.vpc_id != vpc_id {
                     self.error(
                         Diagnostic::error(format!(
-                            "route table `{table_id}` belongs to VPC `{}`, not `{vpc_id}`",
+                            "route table `{table_id}` of {owner} belongs to VPC `{}`, not `{vpc_id}`",
                             table.vpc_id
                         ))
-                        .with_help("list only route tables of the VPC on that side"),
+                        .with_help(format!("list only route tables of `{vpc_id}` in {key}")),
                     );
                     continue;
                 }
@@ -1459,11 +1464,11 @@ impl<'a> Planner<'a> {
                         }
                         Some(route) => self.error(
                             Diagnostic::error(format!(
-                                "route table `{table_id}` already routes {destination} to `{}`",
+                                "route table `{table_id}` of {owner} already routes {destination} to `{}`",
                                 route.target
                             ))
                             .with_detail(format!("spoke `{}` needs that destination routed over its peering connection", spoke.name))
-                            .with_help("remove the route, or take the table out of the config"),
+                            .with_help(format!("remove the route, or take the table out of {key}")),
                         ),
                         None => self.push(Step {
                             address,

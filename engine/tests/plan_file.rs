@@ -227,3 +227,65 @@ fn crlf_line_endings_are_named() {
     );
     assert!(error.help().contains(".gitattributes"), "{}", error.help());
 }
+
+#[test]
+fn invalid_stack_name_is_rejected() {
+    // The digest is recomputed on write, so these files pass the digest check.
+    let mut outside = sample_plan();
+    outside.stack_name = "../../zz".to_string();
+    let mut in_stack = sample_plan();
+    in_stack.stack.name = "a/b".to_string();
+    for (plan, name) in [(outside, "../../zz"), (in_stack, "a/b")] {
+        let path = written("stack-name", &plan);
+        let error = plan_file::read(&path).expect_err("the plan is rejected");
+        assert!(
+            matches!(error, PlanFileError::NotAPlan { .. }),
+            "rejected as not a plan: {error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "`{}` is not a linkplan plan file: its stack name `{name}` is invalid",
+                path.display()
+            )
+        );
+    }
+}
+
+#[test]
+fn format_version_of_wrong_type_is_named() {
+    let path = written("version-type", &sample_plan());
+    let text = read_text(&path);
+    let version_line = format!("format_version = {FORMAT_VERSION}\n");
+    let cases = [
+        (
+            format!("format_version = \"{FORMAT_VERSION}\"\n"),
+            format!("string \"{FORMAT_VERSION}\""),
+        ),
+        (
+            format!("format_version = {FORMAT_VERSION}.0\n"),
+            format!("float {FORMAT_VERSION}.0"),
+        ),
+    ];
+    for (line, found) in cases {
+        let edited = text.replacen(&version_line, &line, 1);
+        assert_ne!(
+            edited, text,
+            "the plan file has its format version on a line"
+        );
+        let error = plan_file::parse("web.plan", &edited).expect_err("the plan is rejected");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "`web.plan` is not a linkplan plan file: its `format_version` has the wrong \
+                 type: expected an integer, found {found}"
+            )
+        );
+    }
+    let missing = text.replacen(&version_line, "", 1);
+    let error = plan_file::parse("web.plan", &missing).expect_err("the plan is rejected");
+    assert!(
+        error.to_string().ends_with("it has no `format_version`"),
+        "{error}"
+    );
+}

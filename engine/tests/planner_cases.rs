@@ -1070,6 +1070,41 @@ fn other_stacks_zone_on_hub_is_error() {
 }
 
 #[test]
+fn step_reasons_read_as_clauses() {
+    // Views print a step's reason after "because", so each reason needs its own subject.
+    let text = format!(
+        "{}\n[zone]\nadopt = \"ZEXIST1\"\n",
+        support::ONE_SERVICE_CONFIG
+    );
+    let stack = support::stack_from(&text);
+    let planned = plan(&stack, &with_foreign_zone(&stack, HUB_VPC, true));
+    assert_eq!(
+        step(&planned.steps, "zone").reason.as_deref(),
+        Some("it is named in `zone.adopt`")
+    );
+
+    let stack = support::stack_from(support::ONE_SERVICE_CONFIG);
+    let mut observed = converged(&stack);
+    observed.security_groups[0].ingress.push(IngressPermission {
+        protocol: "tcp".to_string(),
+        from_port: Some(443),
+        to_port: Some(443),
+        source: "192.168.0.0/24".to_string(),
+    });
+    let planned = plan(&stack, &observed);
+    let removed: Vec<&Step> = planned
+        .steps
+        .iter()
+        .filter(|s| s.action == Action::Delete)
+        .collect();
+    assert_eq!(removed.len(), 1, "{:?}", addresses(&planned.steps));
+    assert_eq!(
+        removed[0].reason.as_deref(),
+        Some("it is not among the client CIDRs of the config")
+    );
+}
+
+#[test]
 fn unrelated_same_name_zones_are_ignored() {
     let stack = support::stack_from(support::ONE_SERVICE_CONFIG);
     let mut observed = with_foreign_zone(&stack, HUB_VPC, false);
@@ -1111,6 +1146,56 @@ fn spoke_on_foreign_zone_is_error() {
 }
 
 // Spokes.
+
+#[test]
+fn spoke_route_table_errors_name_spoke() {
+    let stack = with_spoke("");
+    let mut observed = support::empty_hub(&stack);
+    add_spoke(&mut observed, HUB_ACCOUNT);
+    observed
+        .route_tables
+        .insert("rtb-0000000b".to_string(), None);
+    let errors = plan_errors(&stack, &observed);
+    assert_eq!(
+        error_summaries(&errors),
+        ["route table `rtb-0000000b` of spoke `eu` not found in eu-west-1"]
+    );
+    assert_eq!(
+        errors.0[0].help.as_deref(),
+        Some("check the ids in the `route_table_ids` of spoke `eu`")
+    );
+
+    let hub_table = support::route_table("rtb-0000000b", HUB_VPC, &[]);
+    observed
+        .route_tables
+        .insert("rtb-0000000b".to_string(), Some(hub_table));
+    let errors = plan_errors(&stack, &observed);
+    assert_eq!(
+        error_summaries(&errors),
+        [format!(
+            "route table `rtb-0000000b` of spoke `eu` belongs to VPC `{HUB_VPC}`, not `{SPOKE_VPC}`"
+        )]
+    );
+}
+
+#[test]
+fn hub_route_table_errors_name_hub() {
+    let stack = with_spoke("");
+    let mut observed = support::empty_hub(&stack);
+    add_spoke(&mut observed, HUB_ACCOUNT);
+    observed
+        .route_tables
+        .insert("rtb-0000000a".to_string(), None);
+    let errors = plan_errors(&stack, &observed);
+    assert_eq!(
+        error_summaries(&errors),
+        ["route table `rtb-0000000a` of the hub not found in us-east-1"]
+    );
+    assert_eq!(
+        errors.0[0].help.as_deref(),
+        Some("check the ids in `hub.route_table_ids`")
+    );
+}
 
 #[test]
 fn spoke_steps_run_in_their_contexts() {

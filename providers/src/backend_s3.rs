@@ -29,6 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use futures_util::{StreamExt, TryStreamExt};
+use linkplan_engine::config;
 use linkplan_engine::journal::{Backend, BackendError, Entry, Holder, Journal, LockGuard};
 use linkplan_engine::provider::{ErrorKind, ProviderError};
 use linkplan_engine::stack::S3BackendConfig;
@@ -97,8 +98,24 @@ impl S3Backend {
         self.endpoint_url.as_deref()
     }
 
-    fn key(&self, stack: &str, rest: &str) -> String {
-        format!("{}{stack}/{rest}", self.prefix)
+    /// Returns the key of `rest` under the folder of `stack`.
+    ///
+    /// # Errors
+    /// `stack` is not a valid stack name. A name such as `../x` or `a/b` would reach the keys
+    /// of another stack or prefix, so such a name is never sent.
+    fn key(&self, stack: &str, rest: &str) -> Result<String, BackendError> {
+        if !config::is_stack_name(stack) {
+            return Err(BackendError::Remote {
+                action: "build the S3 keys of stack",
+                location: stack.to_string(),
+                reason: "invalid stack name".to_string(),
+                help: format!(
+                    "pass the `name` of the stack's config: {}",
+                    config::STACK_NAME_RULE
+                ),
+            });
+        }
+        Ok(format!("{}{stack}/{rest}", self.prefix))
     }
 }
 
@@ -269,7 +286,7 @@ impl Store {
 #[async_trait]
 impl Backend for S3Backend {
     async fn lock(&self, stack: &str, holder: &Holder) -> Result<Box<dyn LockGuard>, BackendError> {
-        let key = self.key(stack, "lock");
+        let key = self.key(stack, "lock")?;
         let body = serde_json::to_vec(holder).expect("a holder serializes");
         // A lock released between the failed create and the read is tried once more.
         for _ in 0..2 {
@@ -303,7 +320,7 @@ impl Backend for S3Backend {
     }
 
     async fn lock_holder(&self, stack: &str) -> Result<Option<Holder>, BackendError> {
-        let key = self.key(stack, "lock");
+        let key = self.key(stack, "lock")?;
         let existing = self.store.get(&key).await?;
         Ok(existing
             .map(|body| serde_json::from_slice(&body).unwrap_or_else(|_| Holder::unreadable())))
@@ -312,17 +329,18 @@ impl Backend for S3Backend {
     async fn break_lock(&self, stack: &str) -> Result<Option<Holder>, BackendError> {
         let holder = self.lock_holder(stack).await?;
         if holder.is_some() {
-            self.store.delete(&self.key(stack, "lock")).await?;
+            self.store.delete(&self.key(stack, "lock")?).await?;
         }
         Ok(holder)
     }
 
     fn lock_location(&self, stack: &str) -> String {
-        self.store.location(&self.key(stack, "lock"))
+        // Only a message: an invalid name is rejected by every call that sends a request.
+        self.store.location(&format!("{}{stack}/lock", self.prefix))
     }
 
     async fn journal(&self, stack: &str, plan_id: &str) -> Result<Box<dyn Journal>, BackendError> {
-        let folder = self.key(stack, &format!("journal/{plan_id}/"));
+        let folder = self.key(stack, &format!("journal/{plan_id}/"))?;
         let mut journal = S3Journal {
             store: Arc::clone(&self.store),
             folder,
@@ -337,12 +355,12 @@ impl Backend for S3Backend {
     }
 
     async fn is_applied(&self, stack: &str, plan_id: &str) -> Result<bool, BackendError> {
-        let key = self.key(stack, &format!("applied/{plan_id}"));
+        let key = self.key(stack, &format!("applied/{plan_id}"))?;
         Ok(self.store.get(&key).await?.is_some())
     }
 
     async fn record_applied(&self, stack: &str, plan_id: &str) -> Result<(), BackendError> {
-        let key = self.key(stack, &format!("applied/{plan_id}"));
+        let key = self.key(stack, &format!("applied/{plan_id}"))?;
         let record = AppliedRecord {
             plan_id,
             stack,
@@ -351,12 +369,12 @@ impl Backend for S3Backend {
         let body = serde_json::to_vec(&record).expect("an applied record serializes");
         // A record that exists already means the same: the plan was applied.
         self.store.create(&key, &body).await?;
-        let last = self.key(stack, "last-applied");
+        let last = self.key(stack, "last-applied")?;
         self.store.replace(&last, plan_id.as_bytes()).await
     }
 
     async fn last_applied(&self, stack: &str) -> Result<Option<String>, BackendError> {
-        let key = self.key(stack, "last-applied");
+        let key = self.key(stack, "last-applied")?;
         let body = self.store.get(&key).await?;
         Ok(body.map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string()))
     }

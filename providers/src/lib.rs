@@ -74,7 +74,7 @@ use tracing::Instrument;
 pub use crate::backend_s3::S3Backend;
 use crate::sdk_config::Clients;
 pub use crate::sdk_config::{ProviderOptions, Timeouts};
-use crate::steps::StepCall;
+use crate::steps::{Phase, StepCall};
 
 /// The provider over the AWS SDK.
 #[derive(Debug)]
@@ -115,6 +115,7 @@ impl Provider for AwsProvider {
         let call = StepCall {
             clients: &self.clients,
             request,
+            phase: Phase::Apply,
         };
         let span = step_span("apply", request);
         let address = request.step.address.to_string();
@@ -144,6 +145,7 @@ impl Provider for AwsProvider {
         let call = StepCall {
             clients: &self.clients,
             request,
+            phase: Phase::Undo,
         };
         let span = step_span("undo", request);
         async {
@@ -182,6 +184,7 @@ impl Provider for AwsProvider {
         let call = StepCall {
             clients: &self.clients,
             request,
+            phase: Phase::FindCreated,
         };
         let span = step_span("find_created", request);
         async {

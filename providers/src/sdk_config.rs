@@ -66,10 +66,11 @@ impl Timeouts {
 /// Connection settings of the provider: endpoint override, timeouts and retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderOptions {
-    /// One API endpoint for every client (EC2 in each region, Route 53, STS), such as a local
-    /// emulator. `None` leaves the choice to the SDK's configuration: `AWS_ENDPOINT_URL`, the
-    /// service-specific `AWS_ENDPOINT_URL_EC2`, `AWS_ENDPOINT_URL_ROUTE_53` and
-    /// `AWS_ENDPOINT_URL_STS`, or `endpoint_url` in the profile.
+    /// One API endpoint for every client (EC2 in each region, Route 53, STS, and the S3 client
+    /// of [`crate::S3Backend`]), such as a local emulator. `None` leaves the choice to the SDK's
+    /// configuration: `AWS_ENDPOINT_URL`, the service-specific `AWS_ENDPOINT_URL_EC2`,
+    /// `AWS_ENDPOINT_URL_ROUTE_53`, `AWS_ENDPOINT_URL_STS` and `AWS_ENDPOINT_URL_S3`, or
+    /// `endpoint_url` in the profile.
     pub endpoint_url: Option<String>,
     pub timeouts: Timeouts,
     /// Attempts per call, the first one included; throttling, 5xx responses, timeouts and

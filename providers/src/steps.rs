@@ -11,6 +11,15 @@ use crate::sdk_config::{Clients, Ec2, Route53};
 pub struct StepCall<'a> {
     pub clients: &'a Clients,
     pub request: &'a StepRequest<'a>,
+    pub phase: Phase,
+}
+
+/// The provider method a [`StepCall`] serves, which its errors name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Apply,
+    Undo,
+    FindCreated,
 }
 
 impl<'a> StepCall<'a> {
@@ -99,10 +108,17 @@ impl<'a> StepCall<'a> {
         )
     }
 
-    /// Builds an error about this step that did not come from an AWS response.
+    /// Builds an error about this step that did not come from an AWS response. It reads as
+    /// "linkplan undo of the endpoint update in us-east-1 failed: MESSAGE".
     pub fn error(&self, kind: ErrorKind, message: impl Into<String>) -> ProviderError {
         let step = self.request.step;
-        let operation = format!("{} {}", step.action.past_tense(), step.resource().kind());
+        let object = step.resource().kind().replace('_', " ");
+        let change = change_noun(step.action);
+        let operation = match self.phase {
+            Phase::Apply => format!("{object} {change}"),
+            Phase::Undo => format!("undo of the {object} {change}"),
+            Phase::FindCreated => format!("search for the {object} of an earlier attempt"),
+        };
         ProviderError::new(kind, "linkplan", &operation, &step.context.region, message)
     }
 
@@ -117,6 +133,17 @@ impl<'a> StepCall<'a> {
                 step.resource().kind()
             ),
         )
+    }
+}
+
+/// Returns the noun for what `action` does to an object, such as "update".
+fn change_noun(action: Action) -> &'static str {
+    match action {
+        Action::Create => "creation",
+        Action::Update => "update",
+        Action::Replace => "replacement",
+        Action::Delete => "deletion",
+        Action::Adopt => "adoption",
     }
 }
 

@@ -400,3 +400,41 @@ async fn access_denied_names_key_and_policy() {
         .unwrap_or_else(|error| panic!("the body is not a holder ({error})\n{put}"));
     assert_eq!(holder.pid, std::process::id());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_stack_name_sends_nothing() {
+    server();
+    let (endpoint, requests) = denying_server();
+    let backend = backend_at("acme-state", &endpoint).await;
+    for stack in ["../../zz", "a/b", "..", "", "Web"] {
+        let error = backend.break_lock(stack).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("failed to build the S3 keys of stack `{stack}`: invalid stack name")
+        );
+        assert!(
+            error
+                .help()
+                .starts_with("pass the `name` of the stack's config"),
+            "{}",
+            error.help()
+        );
+        let lock = backend.lock(stack, &Holder::current()).await.err().unwrap();
+        assert!(lock.to_string().contains("invalid stack name"), "{lock}");
+        let journal = backend.journal(stack, "abc").await.err().unwrap();
+        assert!(
+            journal.to_string().contains("invalid stack name"),
+            "{journal}"
+        );
+        let applied = backend.record_applied(stack, "abc").await.unwrap_err();
+        assert!(
+            applied.to_string().contains("invalid stack name"),
+            "{applied}"
+        );
+    }
+    assert!(
+        requests.lock().unwrap().is_empty(),
+        "requests were sent: {:?}",
+        requests.lock().unwrap()
+    );
+}

@@ -344,6 +344,75 @@ async fn endpoint_without_dns_entries_fails() {
     );
 }
 
+// ---- Errors linkplan raises itself -----------------------------------------------------------
+
+/// Starts a stub that rejects every request, for calls that must fail before any request.
+fn rejecting_stub() -> Stub {
+    Stub::start(|_| ec2_error(400, "UnsupportedOperation", "no request is expected"))
+}
+
+#[tokio::test]
+async fn undo_error_reads_as_sentence() {
+    let stub = rejecting_stub();
+    let provider = provider(&stub.endpoint, 1).await;
+    // The update to undo gave the endpoint its group, so undoing it would leave none.
+    let mut step = endpoint_step();
+    step.action = Action::Update;
+    step.id = Some(ENDPOINT_ID.to_string());
+    let mut before = step.after.clone();
+    if let Some(Resource::Endpoint(endpoint)) = &mut before {
+        endpoint.security_group_ids.clear();
+    }
+    step.before = before;
+    let request = StepRequest {
+        step: &step,
+        stack: "stub",
+        earlier_attempt: true,
+        token: "token-undo",
+        wait_timeout: Duration::from_secs(30),
+        progress: &NoProgress,
+    };
+    let error = provider
+        .undo(&request, &Default::default())
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "linkplan undo of the endpoint update in us-east-1 failed: endpoint {ENDPOINT_ID} \
+             would have no security group, and AWS would attach the VPC's default group: give it \
+             at least one group"
+        )
+    );
+    assert_eq!(stub.count("Action="), 0, "a request was sent");
+}
+
+#[tokio::test]
+async fn apply_error_reads_as_sentence() {
+    let stub = rejecting_stub();
+    let provider = provider(&stub.endpoint, 1).await;
+    let step = endpoint_step();
+    let token = "t".repeat(100);
+    let request = StepRequest {
+        step: &step,
+        stack: "stub",
+        earlier_attempt: false,
+        token: &token,
+        wait_timeout: Duration::from_secs(30),
+        progress: &NoProgress,
+    };
+    let error = provider.apply(&request).await.unwrap_err();
+
+    assert!(
+        error
+            .to_string()
+            .starts_with("linkplan endpoint creation in us-east-1 failed: idempotency token `t"),
+        "{error}"
+    );
+    assert_eq!(stub.count("Action="), 0, "a request was sent");
+}
+
 // ---- Throttling -----------------------------------------------------------------------------
 
 fn attribute_step() -> Step {
