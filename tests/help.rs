@@ -126,11 +126,6 @@ fn readme_lists_every_flag() {
 
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .expect("README.md is readable");
-    // NOTE: the README's rollback row does not list these flags yet.
-    let unlisted = [
-        ("rollback", "--auto-approve"),
-        ("rollback", "--wait-timeout"),
-    ];
     let cli = linkplan::args::Cli::command();
     for command in cli.get_subcommands() {
         let name = command.get_name();
@@ -144,9 +139,6 @@ fn readme_lists_every_flag() {
         for argument in arguments {
             if let Some(long) = argument.get_long() {
                 let flag = format!("--{long}");
-                if unlisted.contains(&(name, flag.as_str())) {
-                    continue;
-                }
                 assert!(
                     rows.iter().any(|row| row.contains(&flag)),
                     "the README's rows for `{name}` do not list {flag}:\n{}",

@@ -1415,7 +1415,7 @@ fn route_to_other_target_is_error() {
     let errors = plan_errors(&stack, &observed);
     assert_eq!(
         error_summaries(&errors),
-        ["route table `rtb-0000000a` already routes 10.9.0.0/16 to `tgw-0000000f`"],
+        ["route table `rtb-0000000a` of the hub already routes 10.9.0.0/16 to `tgw-0000000f`"],
         "the error names the table, the destination and the current target"
     );
 }
