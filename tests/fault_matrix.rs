@@ -480,17 +480,11 @@ async fn interrupt_rolls_back_and_second_exits() {
     assert_eq!(setup.census().await, everything());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn concurrent_applies_run_one_at_a_time() {
-    let _serial = SERIAL.lock().await;
-    let proxy = FaultProxy::start(&moto().endpoint);
-    let setup = Setup::new("concurrent", 204);
-    setup.plan(&proxy);
-    std::fs::copy(setup.dir.join("p.plan"), setup.dir.join("same.plan")).unwrap();
-
-    // Every call is slowed down, so the first apply still holds the lock when the second starts.
+/// Starts a slowed-down apply of `setup`'s `p.plan` through `proxy`, and returns it once it
+/// holds the stack's lock. Every call takes 150 ms, so the lock is held for seconds.
+fn start_slow_apply(proxy: &FaultProxy, setup: &Setup) -> std::process::Child {
     proxy.set_delay(Duration::from_millis(150));
-    let first = linkplan_via(&proxy, &setup.dir)
+    let apply = linkplan_via(proxy, &setup.dir)
         .args(["apply", "--auto-approve", "p.plan"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -505,6 +499,18 @@ async fn concurrent_applies_run_one_at_a_time() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    apply
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_applies_run_one_at_a_time() {
+    let _serial = SERIAL.lock().await;
+    let proxy = FaultProxy::start(&moto().endpoint);
+    let setup = Setup::new("concurrent", 204);
+    setup.plan(&proxy);
+    std::fs::copy(setup.dir.join("p.plan"), setup.dir.join("same.plan")).unwrap();
+
+    let first = start_slow_apply(&proxy, &setup);
     let second = run_via(
         &proxy,
         &setup.dir,
@@ -584,22 +590,7 @@ async fn copies_in_two_folders_run_one_at_a_time() {
 
     // Each copy has a backend folder of its own beside it, so only the host lock keeps the
     // two runs apart.
-    proxy.set_delay(Duration::from_millis(150));
-    let first = linkplan_via(&proxy, &setup.dir)
-        .args(["apply", "--auto-approve", "p.plan"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lock = setup.dir.join(".linkplan").join(&setup.stack).join("lock");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !lock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the first apply never took the lock"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let first = start_slow_apply(&proxy, &setup);
     let second = run_via(&proxy, &elsewhere, &["apply", "--auto-approve", "p.plan"]);
     let first = Run::from(first.wait_with_output().unwrap());
     proxy.set_delay(Duration::ZERO);
