@@ -58,6 +58,7 @@ pub fn plan(stack: &Stack, observed: &Observed, mode: Mode) -> Result<Planned, D
         index: index::Index::new(stack, observed),
         planned: Planned::default(),
         errors: Diagnostics::default(),
+        reported: HashSet::new(),
         claimed: HashMap::new(),
     };
     planner.objects_of_other_hub();
@@ -156,6 +157,8 @@ struct Planner<'a> {
     index: index::Index<'a>,
     planned: Planned,
     errors: Diagnostics,
+    /// Summaries of the errors recorded so far.
+    reported: HashSet<String>,
     /// Addresses given out by [`Planner::claim`], each with the id of its object.
     claimed: HashMap<Address, String>,
 }
@@ -204,8 +207,12 @@ impl<'a> Planner<'a> {
         self.planned.unchanged.push(address);
     }
 
+    /// Records an error once: the hub's side is planned again for each spoke, so the same
+    /// finding about a hub route table would otherwise repeat per spoke.
     fn error(&mut self, diagnostic: Diagnostic) {
-        self.errors.push(diagnostic);
+        if self.reported.insert(diagnostic.summary.clone()) {
+            self.errors.push(diagnostic);
+        }
     }
 
     /// Reports `object` as changed outside linkplan, restored by step `restored_by`.

@@ -1198,6 +1198,27 @@ fn hub_route_table_errors_name_hub() {
 }
 
 #[test]
+fn hub_route_table_error_is_reported_once() {
+    let second = "\n[[spoke]]\nname = \"us\"\nregion = \"us-west-2\"\nvpc_id = \"vpc-0000cccc\"\n";
+    let stack = with_spoke(second);
+    let mut observed = support::empty_hub(&stack);
+    add_spoke(&mut observed, HUB_ACCOUNT);
+    let other = support::vpc("vpc-0000cccc", "us-west-2", HUB_ACCOUNT, &["10.8.0.0/16"]);
+    observed
+        .vpcs
+        .insert("vpc-0000cccc".to_string(), Some(other));
+    observed
+        .route_tables
+        .insert("rtb-0000000a".to_string(), None);
+    let errors = plan_errors(&stack, &observed);
+    assert_eq!(
+        error_summaries(&errors),
+        ["route table `rtb-0000000a` of the hub not found in us-east-1"],
+        "two spokes, one error"
+    );
+}
+
+#[test]
 fn spoke_steps_run_in_their_contexts() {
     let stack = with_spoke("");
     let mut observed = support::empty_hub(&stack);
