@@ -35,16 +35,8 @@ pub async fn provider(stack: &Stack, global: &GlobalArgs) -> Result<Arc<dyn Prov
 /// `AWS_ENDPOINT_URL`), is an http or https URL with a host. The AWS SDK rejects a malformed
 /// one only when it builds the first request, with that request's debug text as the message.
 pub fn check_endpoint_url(url: &str, source: &str) -> Result<(), CliError> {
-    let problem = match url::Url::parse(url) {
-        Err(url::ParseError::RelativeUrlWithoutBase) => {
-            "it has no scheme such as http://".to_string()
-        }
-        Err(error) => error.to_string(),
-        Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => {
-            format!("its scheme `{}` is not http or https", parsed.scheme())
-        }
-        Ok(parsed) if parsed.host_str().is_none_or(str::is_empty) => "it has no host".to_string(),
-        Ok(_) => return Ok(()),
+    let Some(problem) = linkplan_aws::endpoint_url_problem(url) else {
+        return Ok(());
     };
     let unset = if source == "AWS_ENDPOINT_URL" {
         "unset AWS_ENDPOINT_URL"

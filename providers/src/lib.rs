@@ -73,7 +73,7 @@ use tracing::Instrument;
 
 pub use crate::backend_s3::S3Backend;
 use crate::sdk_config::Clients;
-pub use crate::sdk_config::{ProviderOptions, Timeouts};
+pub use crate::sdk_config::{ProviderOptions, Timeouts, endpoint_url_problem};
 use crate::steps::{Phase, StepCall};
 
 /// The provider over the AWS SDK.

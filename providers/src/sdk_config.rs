@@ -344,6 +344,26 @@ pub(crate) async fn load_shared_config(
         .build()
 }
 
+/// Returns what is wrong with endpoint override `url`, or `None` for an http or https URL
+/// with a host. The SDK rejects a malformed URL only when it builds the first request, with
+/// that request's debug text as the message.
+pub fn endpoint_url_problem(url: &str) -> Option<String> {
+    match url::Url::parse(url) {
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            Some("it has no scheme such as http://".to_string())
+        }
+        Err(error) => Some(error.to_string()),
+        Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => Some(format!(
+            "its scheme `{}` is not http or https",
+            parsed.scheme()
+        )),
+        Ok(parsed) if parsed.host_str().is_none_or(str::is_empty) => {
+            Some("it has no host".to_string())
+        }
+        Ok(_) => None,
+    }
+}
+
 /// The endpoint URL each service's clients resolve to, `None` for the AWS default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ServiceEndpoints {
@@ -364,6 +384,26 @@ impl ServiceEndpoints {
                 if !found.contains(&(service, endpoint.clone())) {
                     found.push((service, endpoint));
                 }
+            }
+        }
+
+        // A URL from a service-specific variable or profile key, such as AWS_ENDPOINT_URL_EC2,
+        // reaches the SDK without the checks of the command line's override.
+        for (service, url) in &found {
+            let Some(url) = url else { continue };
+            if let Some(problem) = endpoint_url_problem(url) {
+                return Err(ProviderError::new(
+                    ErrorKind::InvalidRequest,
+                    "linkplan",
+                    "(endpoint configuration)",
+                    "",
+                    format!(
+                        "invalid endpoint URL `{url}` for {service}, from AWS_ENDPOINT_URL, a \
+                         service-specific variable such as AWS_ENDPOINT_URL_EC2, or a profile's \
+                         endpoint_url: {problem}; use an http or https URL with a host, such as \
+                         http://127.0.0.1:5000"
+                    ),
+                ));
             }
         }
 
@@ -528,6 +568,39 @@ mod tests {
             error.message.contains("the AWS default"),
             "{}",
             error.message
+        );
+    }
+
+    #[test]
+    fn malformed_service_endpoint_is_rejected() {
+        let config = SdkConfig::builder().endpoint_url("notaurl").build();
+        let error = ServiceEndpoints::resolve(std::iter::once(&config)).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::InvalidRequest);
+        assert!(
+            error
+                .message
+                .contains("invalid endpoint URL `notaurl` for ec2"),
+            "{}",
+            error.message
+        );
+        assert!(
+            error.message.contains("it has no scheme such as http://"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn endpoint_url_problems_are_named() {
+        assert_eq!(endpoint_url_problem("http://127.0.0.1:5000"), None);
+        assert_eq!(endpoint_url_problem("https://[::1]:5000/"), None);
+        assert_eq!(
+            endpoint_url_problem("ftp://127.0.0.1").as_deref(),
+            Some("its scheme `ftp` is not http or https")
+        );
+        assert_eq!(
+            endpoint_url_problem("notaurl").as_deref(),
+            Some("it has no scheme such as http://")
         );
     }
 
