@@ -8,16 +8,44 @@ use aws_sdk_ec2::types::Filter;
 use common::{hub_config, run, workdir, write_config};
 use linkplan_testkit::{LocalVpc, VpcSpec, moto, unique_name};
 
-/// Writes a lock for `stack` beside the plans in `dir`, held by process `pid` on this host.
-fn hold_lock(dir: &Path, stack: &str, pid: u32) {
+/// Writes the lock of `stack` beside the plans in `dir`, naming a holder on this host, and
+/// starts a process that holds its advisory lock for 30 s, as a running apply does. Returns
+/// that process, whose id the file names.
+fn hold_lock(dir: &Path, stack: &str) -> std::process::Child {
     let lock_dir = dir.join(".linkplan").join(stack);
     std::fs::create_dir_all(&lock_dir).unwrap();
+    let lock = lock_dir.join("lock");
+    std::fs::write(&lock, "").unwrap();
+    // flock(1) of util-linux takes the same advisory lock as linkplan's File::try_lock.
+    let holder = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .spawn()
+        .expect("flock(1) runs");
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap()
         .trim()
         .to_string();
-    let holder = serde_json::json!({ "host": host, "pid": pid, "since": "2026-12-04T10:00:00Z" });
-    std::fs::write(lock_dir.join("lock"), holder.to_string()).unwrap();
+    let named =
+        serde_json::json!({ "host": host, "pid": holder.id(), "since": "2026-12-04T10:00:00Z" });
+    std::fs::write(&lock, named.to_string()).unwrap();
+    // The advisory lock is taken once flock(1) runs; a non-blocking attempt fails from then on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::process::Command::new("flock")
+        .args(["-n"])
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flock(1) never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    holder
 }
 
 /// Returns the ids of the endpoints of `stack` in `hub` that are not gone.
@@ -60,11 +88,7 @@ async fn locked_stack_names_the_holder() {
     run(server, &dir, &["plan", "--out", "p.plan"]).expect_code(0);
 
     // A live process holds the lock: the apply is rejected and changes nothing.
-    let mut holder = std::process::Command::new("sleep")
-        .arg("30")
-        .spawn()
-        .unwrap();
-    hold_lock(&dir, &stack, holder.id());
+    let mut holder = hold_lock(&dir, &stack);
     let refused = run(server, &dir, &["apply", "--auto-approve", "p.plan"]);
     holder.kill().unwrap();
     holder.wait().unwrap();

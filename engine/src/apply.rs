@@ -591,6 +591,16 @@ impl Executor {
                 Some(found) => found,
                 None => match self.provider.find_created(&request).await {
                     Ok(Some(found)) => found,
+                    // A create whose call timed out was sent, and may have been made all the
+                    // same. AWS lists a new object only after a delay, so it may show later,
+                    // and the stack is not known to be as before.
+                    Ok(None) if timed_out(&report.failed, &address) => {
+                        report.not_rolled_back.push((
+                            address,
+                            "its call timed out, and nothing it made was found yet; the object may still appear, so check with `linkplan plan`".to_string(),
+                        ));
+                        continue;
+                    }
                     Ok(None) => continue,
                     Err(error) => {
                         report.not_rolled_back.push((
@@ -604,7 +614,7 @@ impl Executor {
             if step.action == Action::Delete && !undoable_delete(step) {
                 report
                     .not_rolled_back
-                    .push((address, "a deleted object cannot be restored".to_string()));
+                    .push((address, "a delete cannot be undone".to_string()));
                 continue;
             }
             journal
@@ -639,6 +649,26 @@ impl Executor {
         }
         Ok(())
     }
+}
+
+/// Returns the steps a rollback of the runs in `entries`, a plan's journal, would undo or look
+/// for, in the order it would: creates whose outcome is missing first, then completed steps in
+/// reverse order of completion. Deletes are left out, since they cannot be undone.
+pub fn rollback_candidates(entries: &[Entry]) -> Vec<Address> {
+    let replayed = Replay::of(entries.to_vec());
+    let undoable = |address: &Address| {
+        replayed
+            .resolved
+            .get(address)
+            .is_some_and(|s| s.action != Action::Delete || undoable_delete(s))
+    };
+    let unfinished = replayed.unfinished.iter().rev();
+    let completed = replayed.completed.iter().rev();
+    unfinished
+        .chain(completed)
+        .filter(|a| undoable(a))
+        .cloned()
+        .collect()
 }
 
 /// The record of the steps a run started, which its rollback reads.
@@ -717,6 +747,13 @@ impl Replay {
         }
         replay
     }
+}
+
+/// Reports whether the step at `address` is among `failed` with a call that timed out.
+fn timed_out(failed: &[(Address, ProviderError)], address: &Address) -> bool {
+    failed
+        .iter()
+        .any(|(a, error)| a == address && error.kind == ErrorKind::Timeout)
 }
 
 /// Reports whether a step that failed with `error` may still have taken effect: its call timed

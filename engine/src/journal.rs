@@ -146,15 +146,9 @@ impl Holder {
 }
 
 impl Holder {
-    /// Reports whether this holder ran on this host and its process no longer exists. Only
-    /// Linux's `/proc` is consulted; elsewhere a holder is never taken for dead.
-    pub fn is_dead_here(&self) -> bool {
-        let proc = Path::new("/proc");
-        self.host == hostname()
-            && self.pid != 0
-            && self.pid != std::process::id()
-            && proc.join("self").exists()
-            && !proc.join(self.pid.to_string()).exists()
+    /// Reports whether this holder ran on this host.
+    pub fn is_here(&self) -> bool {
+        *self != Holder::unreadable() && self.host == hostname()
     }
 }
 
@@ -372,9 +366,10 @@ fn is_same_file(_file: &File, path: &Path) -> bool {
 /// Takes the lock file at `path` for `current`, as the lock of `stack`.
 ///
 /// The file contains its holder as JSON, for messages and for `unlock`. Exclusion comes from
-/// the advisory lock. A holder named in the file is still respected when the advisory lock is
-/// free, unless it ran on this host and its process is gone: a holder on another host shares
-/// the folder over a network file system that may not pass advisory locks on.
+/// the advisory lock, which every run on this host holds while it runs. So once the advisory
+/// lock is free, a holder on this host is gone, even when its process id now names another
+/// process. A holder on another host, or one that cannot be read, is still respected: it may
+/// share the folder over a network file system that does not pass advisory locks on.
 ///
 /// # Errors
 /// [`BackendError::Locked`] when another run holds the lock, or an I/O error.
@@ -417,10 +412,10 @@ pub fn lock_file(
         file.read_to_string(&mut text).map_err(|e| io("read", e))?;
         if !text.trim().is_empty() {
             let holder = parse_holder(&text);
-            if !holder.is_dead_here() {
+            if !holder.is_here() {
                 return Err(locked(holder));
             }
-            tracing::warn!(stack, %holder, "taking over the lock of a process that is gone");
+            tracing::info!(stack, %holder, "taking over the lock of a process that is gone");
         }
         let text = serde_json::to_string(current).expect("a holder serializes");
         file.set_len(0).map_err(|e| io("write", e))?;
@@ -869,6 +864,50 @@ mod tests {
             backend.lock_holder("web").await.unwrap(),
             Some(second_holder),
             "releasing the broken lock removed the newer one"
+        );
+    }
+
+    #[tokio::test]
+    async fn lock_with_reused_pid_is_taken_over() {
+        // A killed run's lock file whose process id now names another live process, as after
+        // a reboot: no advisory lock is held, so the run is gone.
+        let root = scratch("reused");
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let reused = Holder {
+            host: hostname(),
+            pid: child.id(),
+            since: "2026-01-01T00:00:00Z".into(),
+            user: String::new(),
+        };
+        write_lock(&root, "web", &reused);
+        let taken = LocalBackend::new(&root)
+            .lock("web", &Holder::current())
+            .await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(taken.is_ok(), "the lock of a gone run was kept");
+    }
+
+    #[tokio::test]
+    async fn lock_of_other_host_is_kept() {
+        let root = scratch("elsewhere");
+        let other = Holder {
+            host: "ci-9".into(),
+            pid: 42,
+            since: "2026-01-01T00:00:00Z".into(),
+            user: String::new(),
+        };
+        write_lock(&root, "web", &other);
+        let error = LocalBackend::new(&root)
+            .lock("web", &Holder::current())
+            .await
+            .err();
+        assert!(
+            matches!(error, Some(BackendError::Locked { .. })),
+            "the lock of a run on another host was taken"
         );
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use linkplan_engine::apply::{
-    ApplyError, ApplyOptions, ApplyReport, Executor, Quiet, idempotency_token,
+    ApplyError, ApplyOptions, ApplyReport, Executor, Quiet, idempotency_token, rollback_candidates,
 };
 use linkplan_engine::journal::{Backend, Entry, LocalBackend, Outcome};
 use linkplan_engine::plan_file::Plan;
@@ -1236,5 +1236,63 @@ async fn apply_after_cut_off_rollback_is_rejected() {
         harness.cloud.object_addresses().is_empty(),
         "no object is left: {:?}",
         harness.cloud.object_addresses()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn timed_out_create_not_found_is_not_rolled_back() {
+    let harness = Harness::new("timed-out-create", support::HUB_CONFIG);
+    stagger(&harness.cloud);
+    let timeout = support::provider_error(ErrorKind::Timeout, "CreateHostedZone", "timed out");
+    harness
+        .cloud
+        .fail_at("zone", FailureTiming::Before, timeout);
+    let report = harness.apply(options(8, true)).await;
+
+    let left: Vec<&Address> = report.not_rolled_back.iter().map(|(a, _)| a).collect();
+    assert_eq!(
+        left,
+        [&Address::from("zone")],
+        "the zone's create may still take effect: {report:?}"
+    );
+    assert!(
+        report.not_rolled_back[0].1.contains("may still appear"),
+        "{}",
+        report.not_rolled_back[0].1
+    );
+    assert_eq!(
+        report.outcome(),
+        Outcome::Failed,
+        "the stack is not known to be as before"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_candidates_skip_deletes() {
+    let harness = crashed_after_agents_endpoint("candidates").await;
+    let candidates = rollback_candidates(&harness.entries().await);
+    assert_eq!(
+        candidates.first(),
+        Some(&Address::from("endpoint.agents")),
+        "the create whose outcome is missing comes first: {candidates:?}"
+    );
+    assert!(
+        candidates.contains(&Address::from("zone")),
+        "completed steps follow: {candidates:?}"
+    );
+
+    let stack = support::stack_from(support::HUB_CONFIG);
+    let mut applied = support::empty_hub(&stack);
+    let fresh = support::plan_for(&stack, &applied, Mode::Apply);
+    support::applied::apply_steps(&mut applied, &fresh.steps);
+    let destroy = Harness::with_observed("candidates-destroy", stack, applied, Mode::Destroy);
+    let report = destroy.apply(options(8, true)).await;
+    assert!(
+        report.completed.len() > 5,
+        "the destroy deleted the stack: {report:?}"
+    );
+    assert!(
+        rollback_candidates(&destroy.entries().await).is_empty(),
+        "a destroy's deletes cannot be undone"
     );
 }

@@ -1557,6 +1557,45 @@ fn renamed_spoke_keeps_its_peering() {
 }
 
 #[test]
+fn destroy_after_spoke_rename_removes_its_routes() {
+    let (_, observed) = converged_with_spoke();
+    let hub = hub_with_route_table();
+    let renamed = SPOKE
+        .replace("name = \"eu\"", "name = \"europe\"")
+        .replace("{spoke}", "");
+    let stack = support::stack_from(&format!("{hub}{renamed}"));
+    let planned = match planner::plan(&stack, &observed, Mode::Destroy) {
+        Ok(planned) => planned,
+        Err(errors) => panic!("the destroy is planned: {errors}"),
+    };
+
+    let mut planned_addresses = addresses(&planned.steps);
+    planned_addresses.sort();
+    let expected = [
+        "records",
+        "route.europe.rtb-0000000a.10.9.0.0/16",
+        "route.europe.rtb-0000000b.10.0.0.0/16",
+        "zone_association.europe",
+    ];
+    for address in expected {
+        assert!(
+            planned_addresses.iter().any(|a| a == address),
+            "{address} is planned: {planned_addresses:?}"
+        );
+    }
+    let associations = planned_addresses
+        .iter()
+        .filter(|a| a.starts_with("zone_association."))
+        .count();
+    assert_eq!(associations, 1, "one disassociation: {planned_addresses:?}");
+    let warnings = summaries(&planned.warnings);
+    assert!(
+        !warnings.iter().any(|w| w.contains("are not removed")),
+        "the spoke's routes are removed: {warnings:?}"
+    );
+}
+
+#[test]
 fn destroy_deletes_in_reverse_dependency_order() {
     let (stack, mut observed) = converged_with_spoke();
     let mut ghost = support::live_endpoint(&stack, "agents", "vpce-0000000f", &[GROUP_ID]);

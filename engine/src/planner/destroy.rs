@@ -179,10 +179,12 @@ impl Planner<'_> {
         let Some(claim) = self.claim(address, &peering.peering_id) else {
             return;
         };
+        // By the name in its tag, or by its VPCs for a spoke renamed since the peering was made.
         let spoke = address
             .as_str()
             .strip_prefix("peering.")
-            .and_then(|name| self.index.spoke(name));
+            .and_then(|name| self.index.spoke(name))
+            .or_else(|| self.renamed_spoke_of(peering));
         let mut route_steps = Vec::new();
         if let Some(spoke) = spoke {
             let sides = [
