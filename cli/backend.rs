@@ -72,7 +72,14 @@ pub async fn lock_and_open(
     plan_path: &Path,
     holder: &Holder,
 ) -> Result<(Box<dyn LockGuard>, Box<dyn Journal>, Vec<Entry>), CliError> {
-    let mut locks = Vec::new();
+    // The stack's lock first, so that a second run from the same folder gets that lock's
+    // message, and the host lock stops only runs from other folders.
+    let mut locks = vec![
+        backend
+            .lock(&plan.stack_name, holder)
+            .await
+            .map_err(|e| CliError::new(e.to_string()).help(unlock_help(plan_path, plan)))?,
+    ];
     if plan.stack.backend == BackendConfig::Local {
         let path = host_lock_path(plan)?;
         let lock = lock_file(&path, &plan.stack_name, holder).map_err(|e| {
@@ -85,11 +92,6 @@ pub async fn lock_and_open(
         })?;
         locks.push(lock);
     }
-    let lock = backend
-        .lock(&plan.stack_name, holder)
-        .await
-        .map_err(|e| CliError::new(e.to_string()).help(unlock_help(plan_path, plan)))?;
-    locks.push(lock);
     let lock: Box<dyn LockGuard> = Box::new(Locks(locks));
     let journal = backend
         .journal(&plan.stack_name, &plan.id())
@@ -126,23 +128,58 @@ pub fn host_lock_path(plan: &Plan) -> Result<PathBuf, CliError> {
         .iter()
         .find(|a| a.context == hub)
         .map_or("", |a| a.account_id.as_str());
-    let identity = format!(
-        "{}\n{account}\n{}\n{}",
-        plan.endpoint_url.as_deref().unwrap_or("aws"),
-        hub.region,
-        plan.stack.hub.vpc_id
+    let name = hub_lock_name(
+        plan.endpoint_url.as_deref(),
+        account,
+        &hub.region,
+        &plan.stack.hub.vpc_id,
     );
-    let digest = hex(&Sha256::digest(identity.as_bytes()));
-    Ok(folder.join(format!("{}-{}.lock", plan.stack.hub.vpc_id, &digest[..16])))
+    Ok(folder.join(name))
 }
 
-/// Rejects going on with a run of `plan` when the stack has had another plan applied since
-/// `plan` was made: resuming it would act on a stale plan, and undoing it would pull objects
-/// from under the newer plan. When `allow_applied`, `plan` itself may be the last applied
-/// plan, as for a rollback of a run that completed.
+/// Returns the file name of the host lock of hub `vpc_id`: the VPC id, then a digest of the
+/// endpoint, account, region and VPC.
+fn hub_lock_name(endpoint_url: Option<&str>, account: &str, region: &str, vpc_id: &str) -> String {
+    // `http://127.0.0.1:5000/` and `http://127.0.0.1:5000` name one endpoint, as for the
+    // endpoint check of apply.
+    let endpoint = endpoint_url.map_or("aws", |url| url.trim_end_matches('/'));
+    let identity = format!("{endpoint}\n{account}\n{region}\n{vpc_id}");
+    let digest = hex(&Sha256::digest(identity.as_bytes()));
+    format!("{vpc_id}-{}.lock", &digest[..16])
+}
+
+/// The part of a rollback marker between the plan id and the run number. After `linkplan
+/// rollback` undoes anything, the stack's last applied plan is recorded as
+/// `<plan id>-rollback-<n>`, since the state is no longer the one plans made before it saw.
+const ROLLBACK_MARKER: &str = "-rollback-";
+
+/// Returns the marker that records the `run`-th rollback of plan `plan_id` as the stack's last
+/// change.
+pub fn rollback_marker(plan_id: &str, run: usize) -> String {
+    format!("{plan_id}{ROLLBACK_MARKER}{run}")
+}
+
+/// Reports whether the stack's last change `last` leaves `plan` a state it planned for: no
+/// other plan was applied or rolled back since `plan` was made. When `allow_applied`, `plan`
+/// itself may be the last applied plan, as for a rollback of a run that completed.
+pub fn plan_is_current_with(last: Option<&str>, plan: &Plan, allow_applied: bool) -> bool {
+    let plan_id = plan.id();
+    let own_rollback = last.is_some_and(|l| {
+        l.strip_prefix(plan_id.as_str())
+            .is_some_and(|rest| rest.starts_with(ROLLBACK_MARKER))
+    });
+    last == plan.after_plan.as_deref()
+        || own_rollback
+        || (allow_applied && last == Some(plan_id.as_str()))
+}
+
+/// Rejects going on with a run of `plan` when the stack has had another plan applied or
+/// rolled back since `plan` was made. Resuming the run would act on a stale plan, and undoing
+/// it would pull objects from under the newer state. `allow_applied` is as for
+/// [`plan_is_current_with`].
 ///
 /// # Errors
-/// A newer plan was applied, or the backend cannot be read.
+/// The stack changed since, or the backend cannot be read.
 pub async fn check_not_superseded(
     backend: &dyn Backend,
     plan: &Plan,
@@ -154,16 +191,22 @@ pub async fn check_not_superseded(
         .last_applied(&plan.stack_name)
         .await
         .map_err(backend_error)?;
-    let plan_id = plan.id();
-    if last == plan.after_plan || (allow_applied && last.as_deref() == Some(plan_id.as_str())) {
+    if plan_is_current_with(last.as_deref(), plan, allow_applied) {
         return Ok(());
     }
-    let newer = last.unwrap_or_else(|| "(none recorded)".to_string());
+    let change = match last.as_deref().and_then(|l| l.split_once(ROLLBACK_MARKER)) {
+        Some((rolled_back, _)) => format!("had plan {rolled_back} rolled back"),
+        None => format!(
+            "had plan {} applied",
+            last.as_deref().unwrap_or("(none recorded)")
+        ),
+    };
     Err(CliError::new(format!(
-        "stack `{}` had plan {newer} applied after plan `{}` (id {plan_id}) was made, so {command} \
-         would act on a state that plan never saw",
+        "stack `{}` {change} after plan `{}` (id {}) was made, so {command} would act on a \
+         state that plan never saw",
         plan.stack_name,
-        plan_path.display()
+        plan_path.display(),
+        plan.id()
     ))
     .help(
         "run `linkplan plan` to plan from the live state, which includes what this plan's run \
@@ -198,5 +241,21 @@ pub fn unlock_help(plan_path: &Path, plan: &Plan) -> String {
              {}`",
             plan_path.display()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_lock_ignores_trailing_slash() {
+        let name = |url| hub_lock_name(url, "111111111111", "us-east-1", "vpc-0abc");
+        assert_eq!(
+            name(Some("http://127.0.0.1:5000/")),
+            name(Some("http://127.0.0.1:5000"))
+        );
+        assert_ne!(name(Some("http://127.0.0.1:5000")), name(None));
+        assert!(name(None).starts_with("vpc-0abc-"));
     }
 }

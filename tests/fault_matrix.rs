@@ -675,4 +675,93 @@ async fn killed_run_is_superseded_by_newer_plan() {
             "{args:?} changed the stack"
         );
     }
+
+    // Its plan file is no longer needed, so a new plan may take its place.
+    run_via(&proxy, &setup.dir, &["plan", "--out", "p.plan"]).expect_code(0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_under_unfinished_run_supersedes_it() {
+    let _serial = SERIAL.lock().await;
+    let proxy = FaultProxy::start(&moto().endpoint);
+    let setup = Setup::new("rolled-under", 208);
+    setup.plan(&proxy);
+    run_via(&proxy, &setup.dir, &["apply", "--auto-approve", "p.plan"]).expect_code(0);
+    std::fs::rename(setup.dir.join("p.plan"), setup.dir.join("built.plan")).unwrap();
+
+    // A destroy, made after the stack was built, is killed half way.
+    run_via(
+        &proxy,
+        &setup.dir,
+        &["plan", "--destroy", "--out", "p.plan"],
+    )
+    .expect_code(0);
+    let mut child = apply_stalled_at(&proxy, &setup.dir, 2, &["--parallelism", "1"]);
+    child.kill().expect("SIGKILL is sent");
+    child.wait().unwrap();
+    proxy.clear_faults();
+
+    // The plan that built the stack is rolled back under it.
+    let rolled = run_via(
+        &proxy,
+        &setup.dir,
+        &["rollback", "--auto-approve", "built.plan"],
+    );
+    assert_eq!(rolled.code, 0, "{}", describe(&rolled));
+    assert!(
+        rolled.stdout.contains("will undo, in this order:"),
+        "the rollback lists what it undoes\n{}",
+        describe(&rolled)
+    );
+
+    // The destroy's run saw a stack that no longer exists: it may not resume.
+    let refused = run_via(
+        &proxy,
+        &setup.dir,
+        &["apply", "--auto-approve", "--resume", "p.plan"],
+    )
+    .expect_code(1);
+    assert!(
+        refused.stderr.contains("rolled back after plan `p.plan`"),
+        "{}",
+        describe(&refused)
+    );
+    assert_eq!(setup.census().await, nothing());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_of_applied_destroy_is_rejected() {
+    let _serial = SERIAL.lock().await;
+    let proxy = FaultProxy::start(&moto().endpoint);
+    let setup = Setup::new("destroyed", 209);
+    setup.plan(&proxy);
+    run_via(&proxy, &setup.dir, &["apply", "--auto-approve", "p.plan"]).expect_code(0);
+    run_via(
+        &proxy,
+        &setup.dir,
+        &["plan", "--destroy", "--out", "d.plan"],
+    )
+    .expect_code(0);
+    run_via(&proxy, &setup.dir, &["apply", "--auto-approve", "d.plan"]).expect_code(0);
+
+    let refused = run_via(
+        &proxy,
+        &setup.dir,
+        &["rollback", "--auto-approve", "d.plan"],
+    )
+    .expect_code(1);
+    assert!(
+        refused
+            .stderr
+            .contains("has nothing to roll back: its run only deleted objects"),
+        "{}",
+        describe(&refused)
+    );
+    assert!(
+        refused.stderr.contains("help: run `linkplan plan`"),
+        "{}",
+        describe(&refused)
+    );
+    // The journal is untouched, so the destroy's plan file can be replaced.
+    run_via(&proxy, &setup.dir, &["plan", "--out", "d.plan"]).expect_code(0);
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use linkplan_engine::apply::{ApplyError, ApplyOptions, ApplyReport, Executor};
 use linkplan_engine::journal::{Entry, Holder, Outcome, RunStatus};
+use linkplan_engine::observed::Observed;
 use linkplan_engine::plan_file::{self, Plan};
 use linkplan_engine::provider::Provider;
 use linkplan_engine::staleness;
@@ -64,6 +65,7 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
             false,
         )
         .await?;
+        read_for(&args.plan, &plan, provider.as_ref()).await?;
     } else {
         check_current(&args.plan, &plan, provider.as_ref()).await?;
     }
@@ -96,16 +98,22 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs, palette: &Palette) -> Re
         .map_err(backend_error)?;
 
     let (cancel_sender, cancel) = tokio::sync::watch::channel(false);
+    let then = if args.no_rollback {
+        "then stopping, since rollback is off"
+    } else {
+        "then rolling back"
+    };
+    let path = args.plan.display().to_string();
     tokio::spawn(async move {
         if crate::signals::interrupted().await.is_ok() {
             eprintln!(
-                "\nInterrupted: finishing the steps in flight, then rolling back. Interrupt again to exit at once."
+                "\nInterrupted: finishing the steps in flight, {then}. Interrupt again to exit at once."
             );
             let _ = cancel_sender.send(true);
         }
         if crate::signals::interrupted().await.is_ok() {
             eprintln!(
-                "Exiting at once; the journal is kept for `linkplan apply --resume` or `linkplan rollback`."
+                "Exiting at once; the journal is kept. `linkplan rollback {path}` undoes the run, and `linkplan apply --resume {path}` finishes it unless its rollback had begun."
             );
             std::process::exit(i32::from(exit::INTERRUPTED));
         }
@@ -217,10 +225,14 @@ pub fn check_endpoint(path: &Path, plan: &Plan, provider: &dyn Provider) -> Resu
     .help("set AWS_ENDPOINT_URL or --endpoint-url as it was when planning, or plan again"))
 }
 
-/// Rejects `plan` when the accounts behind the credentials, or anything the plan read, changed
-/// since the plan was made.
-async fn check_current(path: &Path, plan: &Plan, provider: &dyn Provider) -> Result<(), CliError> {
-    let reading = "Reading the live state again to check that the plan is still current";
+/// Reads the live state of `plan`'s stack, and rejects the plan when the accounts behind the
+/// credentials are not the ones it was made for.
+pub async fn read_for(
+    path: &Path,
+    plan: &Plan,
+    provider: &dyn Provider,
+) -> Result<Observed, CliError> {
+    let reading = "Reading the live state again to check the accounts and the plan";
     let observed = crate::progress::wait_on(reading, provider.read(&plan.stack))
         .await
         .map_err(super::aws_error)?;
@@ -237,6 +249,13 @@ async fn check_current(path: &Path, plan: &Plan, provider: &dyn Provider) -> Res
             .help("use the credentials the plan was made with, or plan again"));
         }
     }
+    Ok(observed)
+}
+
+/// Rejects `plan` when the accounts behind the credentials, or anything the plan read, changed
+/// since the plan was made.
+async fn check_current(path: &Path, plan: &Plan, provider: &dyn Provider) -> Result<(), CliError> {
+    let observed = read_for(path, plan, provider).await?;
     let changed = staleness::compare(&plan.observed, &observed.snapshot(&plan.stack));
     if !changed.is_empty() {
         let objects: Vec<String> = changed.iter().map(|c| format!("`{}`", c.key)).collect();

@@ -23,14 +23,22 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
         eprintln!("{warning}");
     }
 
-    // 2. The live state.
+    // 2. The plan file it replaces, if that file is still needed. Any new plan differs from the
+    // plan of an unfinished run, since that run changed the live state.
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("plans").join(format!("{}.plan", stack.name)));
+    check_overwrite(&out, global).await?;
+
+    // 3. The live state.
     let provider = super::provider(&stack, global).await?;
     let reading = format!("Reading the live state of stack `{}`", stack.name);
     let observed = crate::progress::wait_on(&reading, provider.read(&stack))
         .await
         .map_err(super::aws_error)?;
 
-    // 3. Checks that need the live state; any error stops the plan before a file is written.
+    // 4. Checks that need the live state; any error stops the plan before a file is written.
     let mut findings = checks::check(&stack, &observed);
     let mode = if args.destroy {
         Mode::Destroy
@@ -58,11 +66,7 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
     }
     let planned = planned.expect("a plan without errors has steps");
 
-    // 4. The plan: the steps in dependency order, with what was read.
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("plans").join(format!("{}.plan", stack.name)));
+    // 5. The plan: the steps in dependency order, with what was read.
     let backend = crate::backend::for_stack(&stack, &out, global).await;
     let after_plan = backend
         .last_applied(&stack.name)
@@ -79,8 +83,7 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
             .help("the planner made steps that cannot be ordered, which is a bug in linkplan; report it with the config")
     })?;
 
-    // 5. The plan file.
-    check_overwrite(&out, &plan, global).await?;
+    // 6. The plan file.
     print!("{}", render::plan_text(&plan, palette));
     plan_file::write(&out, &plan).map_err(|e| CliError::new(e.to_string()).help(e.help()))?;
     if plan.summary.has_changes() {
@@ -102,46 +105,58 @@ pub async fn run(args: &PlanArgs, global: &GlobalArgs, palette: &Palette) -> Res
     Ok(code)
 }
 
-/// Rejects writing `plan` over the plan file at `out` when that file contains another plan
-/// whose run did not finish, because `apply --resume` and `rollback` need that file.
+/// Rejects writing a new plan over the plan file at `out` while that file is the only way to
+/// finish or undo a run. That is the case when its plan's run did not finish and was not
+/// applied, and no newer plan was applied or rolled back since.
 ///
 /// # Errors
-/// The file at `out` has an unfinished run, or its backend cannot be read.
-async fn check_overwrite(out: &Path, plan: &Plan, global: &GlobalArgs) -> Result<(), CliError> {
+/// The file at `out` is still needed, or its backend cannot be read.
+async fn check_overwrite(out: &Path, global: &GlobalArgs) -> Result<(), CliError> {
     // An absent or unreadable file cannot be resumed or rolled back anyway.
     let Ok(old) = plan_file::read(out) else {
         return Ok(());
     };
-    let old_id = old.id();
-    if old_id == plan.id() {
-        return Ok(());
-    }
     // A plan made against another endpoint cannot be resumed from here either.
     let Ok(backend) = crate::backend::for_plan(&old, out, global).await else {
         return Ok(());
     };
+    let backend_error = crate::backend::backend_error;
+    let old_id = old.id();
     let journal = backend
         .journal(&old.stack_name, &old_id)
         .await
-        .map_err(crate::backend::backend_error)?;
-    let entries = journal
-        .entries()
+        .map_err(backend_error)?;
+    let entries = journal.entries().await.map_err(backend_error)?;
+    let status = RunStatus::of(&entries);
+    if matches!(status, RunStatus::Clear | RunStatus::Applied) {
+        return Ok(());
+    }
+    let applied = backend
+        .is_applied(&old.stack_name, &old_id)
         .await
-        .map_err(crate::backend::backend_error)?;
-    if matches!(
-        RunStatus::of(&entries),
-        RunStatus::Clear | RunStatus::Applied
-    ) {
+        .map_err(backend_error)?;
+    let last = backend
+        .last_applied(&old.stack_name)
+        .await
+        .map_err(backend_error)?;
+    if applied || !crate::backend::plan_is_current_with(last.as_deref(), &old, true) {
         return Ok(());
     }
     let path = out.display();
+    let finish = if status == RunStatus::RollbackUnfinished {
+        format!("finish that run's rollback with `linkplan rollback {path}`")
+    } else {
+        format!(
+            "finish that run with `linkplan apply --resume {path}` or undo it with `linkplan \
+             rollback {path}`"
+        )
+    };
     Err(CliError::new(format!(
         "plan file `{path}` contains plan {old_id}, whose run did not finish (journal {}); writing \
          the new plan there would lose it",
         journal.location()
     ))
     .help(format!(
-        "finish that run with `linkplan apply --resume {path}` or undo it with `linkplan rollback \
-         {path}`, or write the new plan elsewhere with `--out`"
+        "{finish}, or write the new plan elsewhere with `--out`"
     )))
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use linkplan_engine::apply::{ApplyOptions, Executor};
+use linkplan_engine::apply::{ApplyOptions, Executor, rollback_candidates};
 use linkplan_engine::journal::{Entry, Holder, RunStatus};
 use linkplan_engine::plan_file;
 
@@ -40,6 +40,24 @@ pub async fn run(
         );
         return Ok(exit::OK);
     }
+    let status = RunStatus::of(&entries);
+    let candidates = rollback_candidates(&entries);
+    if candidates.is_empty() {
+        // Only deletes were done, and a deleted object cannot be restored.
+        let next = if status == RunStatus::Applied {
+            "run `linkplan plan` and apply a plan that creates the objects again".to_string()
+        } else {
+            format!(
+                "finish the plan with `linkplan apply --resume {}`, or run `linkplan plan`",
+                args.plan.display()
+            )
+        };
+        return Err(CliError::new(format!(
+            "plan `{}` has nothing to roll back: its run only deleted objects, and a delete cannot be undone",
+            args.plan.display()
+        ))
+        .help(next));
+    }
     crate::backend::check_not_superseded(
         backend.as_ref(),
         &plan,
@@ -48,6 +66,16 @@ pub async fn run(
         true,
     )
     .await?;
+    let provider = super::provider(&plan.stack, global).await?;
+    super::apply::check_endpoint(&args.plan, &plan, provider.as_ref())?;
+    super::apply::read_for(&args.plan, &plan, provider.as_ref()).await?;
+
+    let listed: Vec<String> = candidates.iter().map(ToString::to_string).collect();
+    println!(
+        "Rollback of plan `{}` will undo, in this order: {}",
+        args.plan.display(),
+        listed.join(", ")
+    );
     if !args.auto_approve {
         super::apply::confirm_action(
             "rollback",
@@ -58,18 +86,20 @@ pub async fn run(
             ),
         )?;
     }
-
-    let provider = super::provider(&plan.stack, global).await?;
-    super::apply::check_endpoint(&args.plan, &plan, provider.as_ref())?;
     eprintln!("Journal: {}", journal.location());
     journal
         .append(&Entry::Started {
-            plan_id,
+            plan_id: plan_id.clone(),
             stack: plan.stack_name.clone(),
             holder,
         })
         .await
         .map_err(backend_error)?;
+    let runs = entries
+        .iter()
+        .filter(|e| matches!(e, Entry::Started { .. }))
+        .count()
+        + 1;
 
     // A rollback stopped half way leaves steps in an unknown state, so the first interrupt
     // does not stop it.
@@ -96,6 +126,15 @@ pub async fn run(
         .roll_back_journal(&plan, journal.as_mut())
         .await
         .map_err(|e| CliError::new(e.to_string()))?;
+    // The stack left the state that plans made after this one saw, which rejects their resume
+    // and rollback.
+    if !report.rolled_back.is_empty() {
+        let marker = crate::backend::rollback_marker(&plan_id, runs);
+        backend
+            .record_applied(&plan.stack_name, &marker)
+            .await
+            .map_err(backend_error)?;
+    }
 
     eprintln!();
     for (address, reason) in &report.not_rolled_back {
@@ -115,6 +154,10 @@ pub async fn run(
     } else {
         let list: Vec<String> = report.completed.iter().map(ToString::to_string).collect();
         eprintln!("Completed and not rolled back: {}", list.join(", "));
+        eprintln!(
+            "help: fix the cause above and run `linkplan rollback {}` again, or run `linkplan plan` to plan from the live state",
+            args.plan.display()
+        );
         Ok(exit::INCOMPLETE)
     }
 }
