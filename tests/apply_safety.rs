@@ -16,8 +16,10 @@ fn hold_lock(dir: &Path, stack: &str) -> std::process::Child {
     std::fs::create_dir_all(&lock_dir).unwrap();
     let lock = lock_dir.join("lock");
     std::fs::write(&lock, "").unwrap();
-    // flock(1) of util-linux takes the same advisory lock as linkplan's File::try_lock.
+    // flock(1) of util-linux takes the same advisory lock as linkplan's File::try_lock. With
+    // -o only flock itself holds it, not its `sleep`, so killing flock releases it.
     let holder = std::process::Command::new("flock")
+        .arg("-o")
         .arg(&lock)
         .args(["sleep", "30"])
         .spawn()
