@@ -416,21 +416,17 @@ async fn retry_cap_exceeded_rolls_back_naming_code() {
     assert_eq!(setup.census().await, nothing());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn interrupt_rolls_back_and_second_exits() {
-    let _serial = SERIAL.lock().await;
-    let proxy = FaultProxy::start(&moto().endpoint);
-
-    // One Ctrl-C: the step in flight ends (its call times out), then everything is undone.
-    let setup = Setup::new("interrupt", 202);
-    setup.plan(&proxy);
+/// Stalls an apply of `setup` at its fourth mutation, sends it one signal with `send`, and
+/// checks that the step in flight ends (its call times out) and everything is undone.
+async fn one_signal_rolls_back(proxy: &FaultProxy, setup: &Setup, send: fn(u32)) {
+    setup.plan(proxy);
     let child = apply_stalled_at(
-        &proxy,
+        proxy,
         &setup.dir,
         4,
         &["--read-timeout", "3", "--max-attempts", "1"],
     );
-    interrupt(child.id());
+    send(child.id());
     let run = Run::from(child.wait_with_output().unwrap());
     proxy.clear_faults();
     assert_eq!(
@@ -450,6 +446,15 @@ async fn interrupt_rolls_back_and_second_exits() {
         nothing(),
         "the interrupted apply left something behind"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interrupt_rolls_back_and_second_exits() {
+    let _serial = SERIAL.lock().await;
+    let proxy = FaultProxy::start(&moto().endpoint);
+
+    // One Ctrl-C: the step in flight ends (its call times out), then everything is undone.
+    one_signal_rolls_back(&proxy, &Setup::new("interrupt", 202), interrupt).await;
 
     // A second Ctrl-C exits at once and keeps the journal for --resume.
     let setup = Setup::new("interrupt-twice", 203);
@@ -548,34 +553,7 @@ async fn concurrent_applies_run_one_at_a_time() {
 async fn sigterm_rolls_back_like_ctrl_c() {
     let _serial = SERIAL.lock().await;
     let proxy = FaultProxy::start(&moto().endpoint);
-    let setup = Setup::new("terminate", 205);
-    setup.plan(&proxy);
-    let child = apply_stalled_at(
-        &proxy,
-        &setup.dir,
-        4,
-        &["--read-timeout", "3", "--max-attempts", "1"],
-    );
-    terminate(child.id());
-    let run = Run::from(child.wait_with_output().unwrap());
-    proxy.clear_faults();
-    assert_eq!(
-        run.code,
-        3,
-        "a terminated apply did not roll back\n{}",
-        describe(&run)
-    );
-    assert!(
-        run.stderr
-            .contains("Interrupted: finishing the steps in flight, then rolling back"),
-        "{}",
-        describe(&run)
-    );
-    assert_eq!(
-        setup.census().await,
-        nothing(),
-        "the terminated apply left something behind"
-    );
+    one_signal_rolls_back(&proxy, &Setup::new("terminate", 205), terminate).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
